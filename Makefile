@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates or reuses .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= parameters/example.yaml
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Runs the example automation (steps 1-2 for now) on a copy of service/ under runs/.
+demo: $(STAMP)
+	$(BIN)/opslib run $(PARAMS)
+
+## Lint, then every test.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check opslib service tests benchmarks
+	$(BIN)/ruff format --check opslib service tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cold_start.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

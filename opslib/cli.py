@@ -1,0 +1,98 @@
+"""The `opslib` command: exit 0 when all is well, 2 for bad input, 1 for a failed step."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from opslib import endpoint, endpoint_lint, runner, scaffold
+from opslib.errors import OpslibError
+from opslib.spec_loader import load_spec
+from opslib.summary import summarize
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False) if len(frame) else "(nothing)"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    spec = load_spec(args.params)
+    print(f"{args.params}: valid\n{_table(summarize(spec))}")
+    return 0
+
+
+def cmd_scaffold(args: argparse.Namespace) -> int:
+    spec = load_spec(args.params)
+    plan = scaffold.scaffold(spec, args.service_dir, force=args.force, dry_run=args.dry_run)
+    print(_table(plan.to_frame()))
+    return 0
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    if args.check:
+        findings = endpoint_lint.lint(Path(args.target))
+        print(_table(findings) if len(findings) else "endpoint checklist: no findings")
+        return 1 if len(findings) else 0
+    spec = load_spec(args.target)
+    plan = endpoint.patch_endpoint(spec, args.service_dir, dry_run=args.dry_run)
+    print(_table(plan.to_frame()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    results: list[runner.StepResult] = []
+    try:
+        results = runner.run(
+            Path(args.params), source=args.source, runs=args.runs, fresh=args.fresh
+        )
+    finally:
+        if results:
+            print(f"\n{_table(runner.summary_frame(results))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opslib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate a parameters file; print what it will do")
+    check.add_argument("params", type=Path)
+    check.set_defaults(func=cmd_check)
+
+    scaf = sub.add_parser("scaffold", help="step 1: write the job module and its test")
+    scaf.add_argument("params", type=Path)
+    scaf.add_argument("--service-dir", type=Path, default=Path("service"))
+    scaf.add_argument("--force", action="store_true", help="replace a job module that differs")
+    scaf.add_argument("--dry-run", action="store_true", help="show the plan only")
+    scaf.set_defaults(func=cmd_scaffold)
+
+    endp = sub.add_parser("endpoint", help="step 2: add the route; --check lints every route")
+    endp.add_argument("target", help="PARAMS.yaml, or SERVICE_DIR with --check")
+    endp.add_argument("--service-dir", type=Path, default=Path("service"))
+    endp.add_argument("--check", action="store_true", help="lint routes against the checklist")
+    endp.add_argument("--dry-run", action="store_true", help="show the plan only")
+    endp.set_defaults(func=cmd_endpoint)
+
+    run = sub.add_parser("run", help="run the steps on a copy of service/ under runs/")
+    run.add_argument("params", type=Path)
+    run.add_argument("--source", type=Path, default=Path("service"))
+    run.add_argument("--runs", type=Path, default=Path("runs"))
+    run.add_argument("--fresh", action="store_true", help="copy service/ again")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OpslibError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""One error family for opslib: every error says where, what, and how to fix it.
+
+The CLI maps `BadInput` to exit code 2 and any other `OpslibError` to exit code 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OpslibError(Exception):
+    """A failure the user can act on; `fix` says how."""
+
+    exit_code = 1
+
+    def __init__(self, where: str, what: str, fix: str = "") -> None:
+        self.where, self.what, self.fix = where, what, fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        return f"{text}\n  fix: {self.fix}" if self.fix else text
+
+
+class BadInput(OpslibError):
+    """The input (a spec, a file, a flag) is wrong; nothing was changed."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One broken rule in a parameters file."""
+
+    file: str
+    line: int | None
+    path: str
+    value: object
+    rule: str
+    fix: str
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        value = "(missing)" if self.value is _MISSING else repr(self.value)
+        return f"{where}: {self.path} = {value}\n  rule: {self.rule}\n  fix:  {self.fix}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_MISSING = _Missing()
+MISSING: object = _MISSING
+
+
+class SpecError(BadInput):
+    """A parameters file breaks one or more rules; all of them are listed."""
+
+    def __init__(self, file: str, issues: list[SpecIssue]) -> None:
+        self.file, self.issues = file, issues
+        count = f"{len(issues)} error{'s' if len(issues) != 1 else ''}"
+        body = "\n".join(issue.render() for issue in issues)
+        super().__init__(file, f"{count} in the automation spec\n{body}")

@@ -1,0 +1,55 @@
+"""Plans: what a step will change, computed before anything is changed.
+
+A step builds a `Plan` by reading only; `apply` happens after, and a dry run simply stops at
+the plan. The same plan renders as a DataFrame in notebooks and as a table in the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+Action = Literal["create", "update", "no change"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource a step would create or update (or leave as it is)."""
+
+    step: str
+    resource: str
+    action: Action
+    fields: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass
+class Plan:
+    """The changes of one step, in the order they will be applied."""
+
+    changes: list[Change] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        self.changes.append(change)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action != "no change"]
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [
+            {
+                "step": c.step,
+                "resource": c.resource,
+                "action": c.action,
+                "fields": ", ".join(c.fields),
+                "detail": c.detail,
+            }
+            for c in self.changes
+        ]
+        return pd.DataFrame(rows, columns=["step", "resource", "action", "fields", "detail"])
+
+    def __add__(self, other: Plan) -> Plan:
+        return Plan(self.changes + other.changes)

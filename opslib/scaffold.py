@@ -1,0 +1,106 @@
+"""Step 1 — write the batch function: render the job module and its unit test from templates.
+
+Pattern `function` is the seed's pattern B (sync `NAME(dry_run=False)`); pattern `class` is
+pattern A (a class with async `run(**kwargs)`). Re-running with the same spec changes nothing;
+a file that exists with other content is a conflict unless `force` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from opslib.errors import BadInput
+from opslib.fsutil import atomic_write
+from opslib.plan import Change, Plan
+from opslib.spec import Spec
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("opslib", "templates"),
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+_ENV.filters["pystr"] = lambda value: json.dumps(str(value), ensure_ascii=False)
+
+
+def render(template: str, **context: object) -> str:
+    """Render one of opslib's templates with no blank-line runs left by skipped blocks."""
+    text = _ENV.get_template(template).render(**context)
+    while "\n\n\n\n" in text:
+        text = text.replace("\n\n\n\n", "\n\n\n")
+    return text
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file step 1 owns, with the text it should have."""
+
+    path: Path
+    text: str
+
+
+def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
+    """The job module and its test, rendered for `spec`."""
+    job = spec.job
+    docstring = textwrap.fill(
+        (job.description or f"The {job.name} batch job").replace("\\", "/").replace('"', "'"),
+        width=96,
+    )
+    context = {"job": job, "docstring": docstring, "env_prefix": job.module.upper()}
+    template = "job_class.py.j2" if job.pattern == "class" else "job_function.py.j2"
+    return [
+        GeneratedFile(
+            service_dir / "scripts" / "batch" / f"{job.module}.py", render(template, **context)
+        ),
+        GeneratedFile(
+            service_dir / "tests" / f"test_{job.module}.py", render("job_test.py.j2", **context)
+        ),
+    ]
+
+
+def plan(spec: Spec, service_dir: Path, *, force: bool = False) -> tuple[Plan, list[GeneratedFile]]:
+    """What step 1 would write; raises on a conflicting file unless `force`."""
+    _require_service(service_dir)
+    result, to_write = Plan(), []
+    for generated in job_files(spec, service_dir):
+        relative = str(generated.path.relative_to(service_dir))
+        if not generated.path.exists():
+            result.add(Change("scaffold", relative, "create", detail=f"{spec.job.pattern} pattern"))
+            to_write.append(generated)
+        elif generated.path.read_text(encoding="utf-8") == generated.text:
+            result.add(Change("scaffold", relative, "no change"))
+        elif force:
+            result.add(Change("scaffold", relative, "update", detail="overwritten (--force)"))
+            to_write.append(generated)
+        else:
+            raise BadInput(
+                str(generated.path),
+                "exists with different content; opslib will not overwrite your code",
+                "keep your file (steps 2-5 work with it), rename job.name, or re-run with "
+                "--force to replace it with the template",
+            )
+    return result, to_write
+
+
+def scaffold(spec: Spec, service_dir: Path, *, force: bool = False, dry_run: bool = False) -> Plan:
+    """Plan, then (unless dry_run) write the job module and its test."""
+    result, to_write = plan(spec, Path(service_dir), force=force)
+    if not dry_run:
+        for generated in to_write:
+            atomic_write(generated.path, generated.text)
+    return result
+
+
+def _require_service(service_dir: Path) -> None:
+    if not (service_dir / "batch_endpoint.py").is_file():
+        raise BadInput(
+            str(service_dir),
+            "is not a service directory (no batch_endpoint.py)",
+            "pass the folder that holds batch_endpoint.py, e.g. --service-dir service",
+        )

@@ -1,0 +1,320 @@
+"""The automation spec: one YAML per automation, checked against Google's rules up front.
+
+Field rules live on the models (pydantic); rules that tie two sections together (attempt
+deadline vs Cloud Run timeout, body vs pattern) run once every field is valid. Loading is in
+`opslib.spec_loader`, which turns every broken rule into a message with file, line and fix.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+from opslib import cron
+from opslib import gcp_rules as g
+from opslib.gcp_rules import RuleBroken
+
+JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
+
+
+def _duration(value: object, info: ValidationInfo) -> float:
+    return g.parse_duration(value, key=info.field_name or "duration")
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Job(_Model):
+    """What runs: the module under service/scripts/batch/ and its route."""
+
+    name: str = Field(description="job id: route /run-NAME, module NAME with '_' for '-'")
+    pattern: Literal["function", "class"] = "function"
+    description: str = ""
+    source_url: str | None = None
+    expected_duration: Duration | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not JOB_NAME.match(value):
+            raise RuleBroken(
+                "a job name is lowercase letters, digits and hyphens, starting with a letter, "
+                "at most 63 characters (opslib derives the Scheduler job id, the route "
+                "/run-NAME and the Python module NAME from it)",
+                f"use a name like {_slug(value)}",
+            )
+        if keyword.iskeyword(value.replace("-", "_")):
+            raise RuleBroken(
+                f"the module name {value!r} is a Python keyword", f"use a name like {value}-job"
+            )
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if len(value) > g.DESCRIPTION_MAX:
+            raise RuleBroken(
+                f"a Scheduler job description is at most {g.DESCRIPTION_MAX} characters "
+                f"({len(value)} given)",
+                "shorten the description",
+            )
+        return value
+
+    @field_validator("source_url")
+    @classmethod
+    def _source_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/\"'\\]+[^\s\"'\\]*$", value):
+            raise RuleBroken(
+                "source_url is an http:// or https:// URL (percent-encode quotes and spaces)",
+                "write it like https://api.example.com/v1/rates",
+            )
+        return value
+
+    @property
+    def module(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def route(self) -> str:
+        return f"/run-{self.name}"
+
+    @property
+    def view(self) -> str:
+        return f"run_{self.module}"
+
+    @property
+    def class_name(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("-"))
+
+
+def _slug(value: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", str(value).lower()).strip("-")
+    return (slug if slug[:1].isalpha() else f"job-{slug}")[:63].rstrip("-") or "my-job"
+
+
+class Retry(_Model):
+    """Cloud Scheduler's RetryConfig, with its defaults."""
+
+    count: int = 0
+    min_backoff: Duration = 5
+    max_backoff: Duration = 3600
+    max_doublings: int = 5
+    max_retry_duration: Duration = 0
+
+    @field_validator("count")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        if not 0 <= value <= g.RETRY_COUNT_MAX:
+            raise RuleBroken(
+                f"Scheduler retryCount is 0 to {g.RETRY_COUNT_MAX}", "use count between 0 and 5"
+            )
+        return value
+
+    @field_validator("max_doublings")
+    @classmethod
+    def _doublings(cls, value: int) -> int:
+        if value < 0:
+            raise RuleBroken("maxDoublings cannot be negative", "use max_doublings: 5")
+        return value
+
+
+class Schedule(_Model):
+    """The Cloud Scheduler HTTP job that calls the route."""
+
+    cron: str
+    time_zone: str = "Etc/UTC"
+    attempt_deadline: Duration = 180
+    http_method: Literal["POST", "GET", "HEAD", "PUT", "DELETE", "PATCH"] = "POST"
+    body: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    service_account: str | None = None
+    audience: str | None = None
+    retry: Retry = Field(default_factory=Retry)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        cron.validate(value)
+        return " ".join(value.split())
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        cron.validate_time_zone(value)
+        return value
+
+    @field_validator("attempt_deadline")
+    @classmethod
+    def _deadline(cls, value: float) -> float:
+        if not g.ATTEMPT_DEADLINE_MIN <= value <= g.ATTEMPT_DEADLINE_MAX:
+            raise RuleBroken(
+                "a Scheduler HTTP attempt deadline is 15s to 30m (1800s)",
+                "use attempt_deadline between 15s and 1800s; split longer work into jobs",
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            low = name.lower()
+            if low in ("host", "content-length", "user-agent") or low.startswith(
+                ("x-google-", "x-appengine-")
+            ):
+                raise RuleBroken(
+                    f"Scheduler sets or reserves the header {name!r} itself",
+                    f"remove {name} from schedule.headers",
+                )
+        size = sum(len(k) + len(v) + 4 for k, v in value.items())
+        if size >= g.HEADERS_MAX_BYTES:
+            raise RuleBroken("Scheduler headers total less than 80 KB", "send fewer headers")
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9-]+@[a-z0-9.-]+\.com", value):
+            raise RuleBroken(
+                "the OIDC service account is an e-mail address in the project",
+                "write it like scheduler@PROJECT.iam.gserviceaccount.com",
+            )
+        return value
+
+    @property
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Deploy(_Model):
+    """The Cloud Run service's resources and environment."""
+
+    memory: int = "512Mi"  # type: ignore[assignment]
+    cpu: Decimal = "1"  # type: ignore[assignment]
+    timeout: Duration = 300
+    min_instances: int = 0
+    max_instances: int = 100
+    concurrency: int | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> int:
+        return g.parse_memory(value)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, value: object) -> Decimal:
+        return g.parse_cpu(value)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 1 <= value <= g.RUN_TIMEOUT_MAX:
+            raise RuleBroken(
+                "a Cloud Run request timeout is 1s to 3600s",
+                "use timeout up to 3600s; work that needs longer belongs in a Cloud Run job",
+            )
+        return value
+
+    @field_validator("min_instances", "max_instances")
+    @classmethod
+    def _instances(cls, value: int, info: ValidationInfo) -> int:
+        low = 0 if info.field_name == "min_instances" else 1
+        if not low <= value <= 1000:
+            raise RuleBroken(f"Cloud Run {info.field_name} is {low} to 1000", f"use {low} to 1000")
+        return value
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 1000:
+            raise RuleBroken("Cloud Run concurrency is 1 to 1000", "use concurrency: 80")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for name, val in value.items():
+                g.check_env_name(str(name))
+                if not isinstance(val, str):
+                    raise RuleBroken(
+                        f"Cloud Run env values are strings; {name} is {type(val).__name__}",
+                        f'quote it: {name}: "{val}"',
+                    )
+        return value
+
+    @property
+    def memory_text(self) -> str:
+        return g.format_memory(self.memory)
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.concurrency or (80 if self.cpu >= 1 else 1)
+
+
+class Spec(_Model):
+    """One automation: where it runs, what it runs, when, and with which secrets."""
+
+    target: Literal["local", "gcp"] = "local"
+    project: str
+    region: str
+    service: str
+    job: Job
+    schedule: Schedule
+    deploy: Deploy = Field(default_factory=Deploy)
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        if not g.PROJECT_ID.match(value):
+            raise RuleBroken(
+                "a project id is 6-30 lowercase letters, digits or hyphens, starting with a "
+                "letter and not ending with a hyphen",
+                "use your project's id (not its name or number), e.g. my-project-123",
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value not in g.REGIONS:
+            raise RuleBroken(
+                f"region must be a Cloud Run region{g.suggest(value, g.REGIONS)}",
+                "use e.g. asia-northeast3 (Seoul), asia-northeast1 (Tokyo), us-central1",
+            )
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        if not g.SERVICE_ID.match(value):
+            raise RuleBroken(g.SERVICE_ID_RULE, f"use a name like {_slug(value)[:49]}")
+        return value
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for name, ref in value.items():
+                g.check_env_name(str(name))
+                g.check_secret_ref(str(ref))
+        return value
+
+    @property
+    def scheduler_job_id(self) -> str:
+        return self.job.name
+
+    @property
+    def invoker_account(self) -> str:
+        return self.schedule.service_account or f"{self.project}@appspot.gserviceaccount.com"
