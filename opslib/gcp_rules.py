@@ -62,8 +62,8 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 class RuleBroken(ValueError):
     """A value breaks one of Google's rules (or one of opslib's, said so in `rule`)."""
 
-    def __init__(self, rule: str, fix: str) -> None:
-        self.rule, self.fix = rule, fix
+    def __init__(self, rule: str, fix: str, key: str | None = None) -> None:
+        self.rule, self.fix, self.key = rule, fix, key
         super().__init__(rule)
 
 

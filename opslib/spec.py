@@ -13,7 +13,15 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from opslib import cron
 from opslib import gcp_rules as g
@@ -118,6 +126,16 @@ class Retry(_Model):
                 f"Scheduler retryCount is 0 to {g.RETRY_COUNT_MAX}", "use count between 0 and 5"
             )
         return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Retry:
+        if self.min_backoff > self.max_backoff:
+            raise RuleBroken(
+                "minBackoffDuration must not exceed maxBackoffDuration",
+                f"lower min_backoff to at most {g.format_duration(self.max_backoff)}",
+                key="min_backoff",
+            )
+        return self
 
     @field_validator("max_doublings")
     @classmethod
@@ -252,6 +270,21 @@ class Deploy(_Model):
                         f'quote it: {name}: "{val}"',
                     )
         return value
+
+    @model_validator(mode="after")
+    def _combination(self) -> Deploy:
+        try:
+            g.check_cpu_memory(self.cpu, self.memory, self.concurrency)
+        except RuleBroken as exc:
+            exc.key = "concurrency" if "concurrency" in exc.rule else "memory"
+            raise
+        if self.min_instances > self.max_instances:
+            raise RuleBroken(
+                f"min instances cannot exceed max instances ({self.max_instances})",
+                f"lower min_instances or raise max_instances to {self.min_instances}",
+                key="min_instances",
+            )
+        return self
 
     @property
     def memory_text(self) -> str:

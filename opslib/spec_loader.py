@@ -109,6 +109,9 @@ def _value_at(data: Any, key: Path_) -> object:
 
 def _issue(path: Path, lines: dict[Path_, int], data: dict, err: dict) -> SpecIssue:
     key = tuple(str(part) for part in err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, RuleBroken) and cause.key:
+        key = (*key, cause.key)
     dotted = ".".join(key)
     value = _value_at(data, key) if err["type"] != "missing" else MISSING
     rule, fix = _rule_and_fix(err, key, dotted)
@@ -203,16 +206,6 @@ def _duration_checks(spec: Spec) -> list[Problem]:
     s = spec.schedule
     expected, fmt = spec.job.expected_duration, g.format_duration
     problems: list[Problem] = []
-    r = s.retry
-    if r.min_backoff > r.max_backoff:
-        problems.append(
-            (
-                ("schedule", "retry", "min_backoff"),
-                fmt(r.min_backoff),
-                "minBackoffDuration must not exceed maxBackoffDuration",
-                f"lower min_backoff to at most {fmt(r.max_backoff)}",
-            )
-        )
     if expected is None:
         return problems
     key = ("job", "expected_duration")
@@ -242,21 +235,6 @@ def _duration_checks(spec: Spec) -> list[Problem]:
 def _deploy_checks(spec: Spec) -> list[Problem]:
     d = spec.deploy
     problems: list[Problem] = []
-    try:
-        g.check_cpu_memory(d.cpu, d.memory, d.concurrency)
-    except RuleBroken as exc:
-        key = "concurrency" if "concurrency" in exc.rule else "memory"
-        value = d.concurrency if key == "concurrency" else d.memory_text
-        problems.append((("deploy", key), value, exc.rule, exc.fix))
-    if d.min_instances > d.max_instances:
-        problems.append(
-            (
-                ("deploy", "min_instances"),
-                d.min_instances,
-                f"min instances cannot exceed max instances ({d.max_instances})",
-                f"lower min_instances or raise max_instances to {d.min_instances}",
-            )
-        )
     for name in sorted(set(spec.secrets) & set(d.env)):
         problems.append(
             (
