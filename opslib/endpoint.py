@@ -195,23 +195,52 @@ def _insert_at(module: cst.Module, info: EndpointFile) -> int:
 
 
 def _append_entry(index_list: cst.List, spec: Spec) -> cst.List:
-    """index_list plus the new route, shaped like the entries already there."""
+    """index_list plus the new route, shaped like the entries already there.
+
+    A comment after the old last entry stays on that entry's line; the new entry takes the
+    old last entry's place before the closing bracket.
+    """
     new_value = _entry_like(index_list, spec)
     elements = list(index_list.elements)
     if not elements:
         return index_list.with_changes(elements=[cst.Element(new_value)])
-    last = elements[-1]
+    last, separator = elements[-1], _separator(index_list)
+    # libcst keeps a comment after the last entry (and its newline) before the `]`.
+    closing = index_list.rbracket.whitespace_before
+    elements[-1] = last.with_changes(comma=_keep_comment(separator, closing))
+    return index_list.with_changes(
+        elements=[*elements, cst.Element(new_value, comma=last.comma)],
+        rbracket=index_list.rbracket.with_changes(whitespace_before=_without_comment(closing)),
+    )
+
+
+def _separator(index_list: cst.List) -> cst.Comma:
+    """The comma-and-whitespace that stands between two entries of this list."""
+    elements = index_list.elements
+    if len(elements) > 1 and isinstance(elements[-2].comma, cst.Comma):
+        comma = elements[-2].comma
+        return comma.with_changes(whitespace_after=_without_comment(comma.whitespace_after))
     opening = index_list.lbracket.whitespace_after
     if isinstance(opening, cst.ParenthesizedWhitespace):
-        separator = cst.Comma(whitespace_after=opening)
-    elif len(elements) > 1 and isinstance(elements[-2].comma, cst.Comma):
-        separator = elements[-2].comma
-    else:
-        separator = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-    new_element = cst.Element(new_value, comma=last.comma)
-    elements[-1] = last.with_changes(comma=separator)
-    elements.append(new_element)
-    return index_list.with_changes(elements=elements)
+        return cst.Comma(whitespace_after=_without_comment(opening))
+    return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
+def _keep_comment(separator: cst.Comma, closing: cst.BaseParenthesizableWhitespace) -> cst.Comma:
+    gap = separator.whitespace_after
+    if isinstance(closing, cst.ParenthesizedWhitespace) and isinstance(
+        gap, cst.ParenthesizedWhitespace
+    ):
+        return separator.with_changes(
+            whitespace_after=gap.with_changes(first_line=closing.first_line)
+        )
+    return separator
+
+
+def _without_comment(space: cst.BaseParenthesizableWhitespace) -> cst.BaseParenthesizableWhitespace:
+    if isinstance(space, cst.ParenthesizedWhitespace):
+        return space.with_changes(first_line=cst.TrailingWhitespace())
+    return space
 
 
 def _entry_like(index_list: cst.List, spec: Spec) -> cst.BaseExpression:

@@ -39,10 +39,18 @@ def spawn(
     """Start gunicorn in `service_dir` bound to 127.0.0.1:port (loopback only, unlike 0.0.0.0)."""
     child_env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [*gunicorn_command(app), "--bind", f"127.0.0.1:{port}"]
-    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        command, cwd=service_dir, env=child_env, stdout=out, stderr=subprocess.STDOUT
-    )
+    if log_path is None:
+        return subprocess.Popen(
+            command,
+            cwd=service_dir,
+            env=child_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+    with open(log_path, "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command, cwd=service_dir, env=child_env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 30.0) -> float:

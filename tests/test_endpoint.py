@@ -1,0 +1,174 @@
+"""Step 2 on varied hand-written endpoint files: additions only, idempotent, conflicts refused."""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import DATA, tool
+from opslib import localserve
+from opslib.endpoint import patch_endpoint
+from opslib.endpoint_source import parse
+from opslib.errors import BadInput
+from opslib.scaffold import scaffold
+from opslib.spec_loader import load_spec
+
+ENDPOINTS = DATA / "endpoints"
+HAND_WRITTEN = ["template", "seed_style", "two_space_dict_entries", "module_constant_one_line"]
+
+
+def use_file(service_dir: Path, name: str) -> Path:
+    target = service_dir / "batch_endpoint.py"
+    if name != "template":
+        shutil.copy(ENDPOINTS / f"{name}.py", target)
+    return target
+
+
+@pytest.mark.parametrize("name", HAND_WRITTEN)
+@pytest.mark.parametrize("pattern", ["function", "class"])
+def test_patch_adds_route_and_entry_only(service_dir, write_params, name, pattern):
+    path = use_file(service_dir, name)
+    original = path.read_text()
+    spec = load_spec(write_params(job={"pattern": pattern}))
+    plan = patch_endpoint(spec, service_dir)
+    assert [c.action for c in plan.changes] == ["create", "create"]
+    patched = path.read_text()
+    assert_nothing_lost(original, patched)
+    compile(patched, str(path), "exec")
+    info = parse(patched)
+    assert info.route_for("/run-fx-rates") is not None
+    assert info.is_registered("/run-fx-rates")
+    # Running it again leaves the file byte-identical and untouched.
+    stamp = path.stat().st_mtime_ns
+    again = patch_endpoint(spec, service_dir)
+    assert [c.action for c in again.changes] == ["no change", "no change"]
+    assert path.read_text() == patched and path.stat().st_mtime_ns == stamp
+
+
+def assert_nothing_lost(before: str, after: str) -> None:
+    """Every original line survives; a changed line (one-line list, import) only grows."""
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+    added = [line[2:] for line in diff if line.startswith("+ ")]
+    for line in diff:
+        if line.startswith("- "):
+            old = line[2:].rstrip(")]")
+            assert any(new.startswith(old) for new in added), f"lost or rewritten: {line}"
+
+
+def test_entries_follow_the_list_style(service_dir, write_params):
+    spec = load_spec(write_params())
+    use_file(service_dir, "seed_style")
+    patch_endpoint(spec, service_dir)
+    text = (service_dir / "batch_endpoint.py").read_text()
+    assert "        '/run-legacy',  # the old nightly job\n        '/run-fx-rates',\n    ]" in text
+    assert "@app.route('/run-fx-rates', methods=['POST'])" in text
+    assert "from scripts.common.logs import job_run\n" in text
+
+    use_file(service_dir, "two_space_dict_entries")
+    patch_endpoint(spec, service_dir)
+    text = (service_dir / "batch_endpoint.py").read_text()
+    health, added = (
+        '{"path": "/health", "method": "GET"}',
+        '{"path": "/run-fx-rates", "method": "POST"}',
+    )
+    assert f"      {health},\n      {added},\n" in text
+    assert "from flask import (\n  Flask,\n  jsonify,\n  request,\n)" in text
+    assert '\n  with job_run("fx-rates", logger) as run:\n    try:\n' in text
+
+    use_file(service_dir, "module_constant_one_line")
+    patch_endpoint(spec, service_dir)
+    text = (service_dir / "batch_endpoint.py").read_text()
+    assert 'ENDPOINTS = ["GET /health", "POST /run-fx-rates"]' in text
+    assert text.endswith("# trailing comment at the end of the file\n")
+
+
+@pytest.mark.parametrize("name", ["seed_style", "two_space_dict_entries"])
+def test_patched_hand_written_service_runs_the_job(service_dir, write_params, name):
+    use_file(service_dir, name)
+    (service_dir / "scripts" / "batch" / "legacy.py").write_text(
+        "def do_something(dry_run=False):\n    return {'processed': 1, 'errors': 0}\n"
+    )
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    patch_endpoint(spec, service_dir)
+    with localserve.serving(service_dir) as base:
+        answer = requests.post(f"{base}/run-fx-rates", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["processed"] == 0
+
+
+def test_existing_route_for_the_same_job_is_left_alone(service_dir, write_params):
+    path = use_file(service_dir, "seed_style")
+    before = path.read_bytes()
+    spec = load_spec(write_params(job={"name": "legacy"}, schedule={"body": {}}))
+    plan = patch_endpoint(spec, service_dir)
+    assert [c.action for c in plan.changes] == ["no change", "no change"]
+    assert path.read_bytes() == before
+
+
+def test_route_with_another_target_is_a_conflict(service_dir, write_params):
+    path = use_file(service_dir, "seed_style")
+    path.write_text(path.read_text().replace("scripts.batch.legacy", "scripts.batch.other"))
+    before = path.read_bytes()
+    spec = load_spec(write_params(job={"name": "legacy"}, schedule={"body": {}}))
+    with pytest.raises(BadInput) as info:
+        patch_endpoint(spec, service_dir)
+    assert "runs scripts.batch.other" in str(info.value) and "/run-legacy" in str(info.value)
+    assert path.read_bytes() == before
+
+
+def test_function_name_taken_is_a_conflict(service_dir, write_params):
+    path = use_file(service_dir, "template")
+    path.write_text(path.read_text() + "\n\ndef run_fx_rates():\n    return 'mine'\n")
+    before = path.read_bytes()
+    with pytest.raises(BadInput) as info:
+        patch_endpoint(load_spec(write_params()), service_dir)
+    assert "run_fx_rates already exists" in str(info.value)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t + "\ndef broken(:\n", "not valid Python"),
+        (lambda t: t.replace("def make_response", "def make_reply"), "lacks make_response"),
+        (
+            lambda t: t.replace('    endpoints = [\n        "/health",\n    ]\n', "").replace(
+                '"endpoints": endpoints,', ""
+            ),
+            "no endpoint list",
+        ),
+    ],
+    ids=["syntax", "helpers", "no-index-list"],
+)
+def test_bad_files_are_refused_and_left_as_they_were(service_dir, write_params, edit, message):
+    path = use_file(service_dir, "template")
+    path.write_text(edit(path.read_text()))
+    before = path.read_bytes()
+    with pytest.raises(BadInput) as info:
+        patch_endpoint(load_spec(write_params()), service_dir)
+    assert message in str(info.value)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.glob(".batch_endpoint.py.*")] == []
+
+
+def test_dry_run_writes_nothing(service_dir, write_params):
+    path = use_file(service_dir, "template")
+    before = path.read_bytes()
+    plan = patch_endpoint(load_spec(write_params()), service_dir, dry_run=True)
+    assert [c.action for c in plan.changes] == ["create", "create"]
+    assert path.read_bytes() == before
+
+
+def test_cli_endpoint(service_dir, write_params):
+    params = str(write_params())
+    run = [tool("opslib"), "endpoint", params, "--service-dir", str(service_dir)]
+    first = subprocess.run(run, capture_output=True, text=True)
+    assert first.returncode == 0 and "create" in first.stdout
+    second = subprocess.run(run, capture_output=True, text=True)
+    assert second.returncode == 0 and "create" not in second.stdout

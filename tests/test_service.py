@@ -1,0 +1,153 @@
+"""The service under a real gunicorn: index, health, job routes, errors and structured logs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import SERVICE
+from opslib import localserve
+from opslib.endpoint import patch_endpoint
+from opslib.scaffold import scaffold
+from opslib.spec_loader import load_spec
+
+
+@pytest.fixture
+def fx_service(service_dir: Path, write_params) -> Path:
+    """The service with the example job added through steps 1-2."""
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    patch_endpoint(spec, service_dir)
+    return service_dir
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    """Start a service folder under gunicorn; yields (base URL, a reader of its log lines)."""
+    processes = []
+
+    def start(folder: Path):
+        log = tmp_path / f"gunicorn-{len(processes)}.log"
+        port = localserve.free_port()
+        process = localserve.spawn(folder, port, log_path=log)
+        processes.append(process)
+        localserve.wait_healthy(port, process)
+        return f"http://127.0.0.1:{port}", lambda: log.read_text().splitlines()
+
+    yield start
+    for process in processes:
+        localserve.stop(process)
+
+
+def json_lines(lines: list[str]) -> list[dict]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_index_and_health(serve, fx_service):
+    base, _ = serve(fx_service)
+    health = requests.get(f"{base}/health", timeout=5)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    index = requests.get(f"{base}/", timeout=5).json()
+    assert index["endpoints"] == ["/health", "/run-fx-rates"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "dry_run"),
+    [
+        ({}, False),  # Cloud Scheduler with no body: content-length 0
+        ({"data": "not json", "headers": {"Content-Type": "application/json"}}, False),
+        ({"data": b"\xff\xfe", "headers": {"Content-Type": "application/octet-stream"}}, False),
+        ({"json": {"dry_run": True}}, True),
+    ],
+    ids=["empty", "non-json", "binary", "json"],
+)
+def test_job_route_accepts_any_body(serve, fx_service, kwargs, dry_run):
+    base, logs = serve(fx_service)
+    answer = requests.post(f"{base}/run-fx-rates", timeout=10, **kwargs)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "success" and body["error"] is None
+    assert body["result"] == {"processed": 0, "errors": 0, "dry_run": dry_run}
+    finished = [e for e in json_lines(logs()) if e.get("status") == "success"]
+    assert len(finished) == 1
+    entry = finished[0]
+    assert entry["severity"] == "INFO" and entry["job"] == "fx-rates"
+    assert entry["processed"] == 0 and entry["errors"] == 0
+    assert isinstance(entry["duration_ms"], int) and len(entry["run_id"]) == 16
+
+
+def test_failing_job_answers_500_and_logs_error(serve, fx_service):
+    module = fx_service / "scripts" / "batch" / "fx_rates.py"
+    module.write_text(
+        module.read_text().replace(
+            "    processed, errors = 0, 0\n",
+            "    processed, errors = 0, 0\n    raise RuntimeError('upstream said no')\n",
+        )
+    )
+    base, logs = serve(fx_service)
+    answer = requests.post(f"{base}/run-fx-rates", timeout=10)
+    assert answer.status_code == 500
+    body = answer.json()
+    assert body["status"] == "error" and body["result"] is None
+    assert body["error"] == "RuntimeError: upstream said no"
+    errors = [e for e in json_lines(logs()) if e["severity"] == "ERROR"]
+    assert len(errors) == 1
+    error = errors[0]
+    assert error["job"] == "fx-rates" and error["errors"] == 1 and error["status"] == "error"
+    assert "upstream said no" in error["message"] and "Traceback" in error["message"]
+    # The run id ties the error to the run's earlier lines.
+    started = [e for e in json_lines(logs()) if "started" in e["message"]]
+    assert {e["run_id"] for e in started} == {error["run_id"]}
+
+
+def test_app_log_lines_are_one_json_object_each(serve, fx_service):
+    base, logs = serve(fx_service)
+    requests.post(f"{base}/run-fx-rates", json={}, timeout=10)
+    requests.post(f"{base}/run-fx-rates", json={}, timeout=10)
+    entries = [e for e in json_lines(logs()) if e.get("job")]
+    assert len(entries) >= 6
+    for entry in entries:
+        assert entry["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        assert isinstance(entry["message"], str) and entry["time"].endswith("Z")
+        assert entry["logging.googleapis.com/sourceLocation"]["file"]
+    assert len({e["run_id"] for e in entries}) == 2
+
+
+def test_job_route_rejects_other_methods(serve, fx_service):
+    base, _ = serve(fx_service)
+    assert requests.get(f"{base}/run-fx-rates", timeout=5).status_code == 405
+
+
+def test_container_contract():
+    cmd = next(
+        line for line in (SERVICE / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
+    )
+    argv = json.loads(cmd[len("CMD") :])  # exec form is a JSON array
+    assert argv[0] == "gunicorn" and "batch_endpoint:app" in argv
+    config = runpy.run_path(str(SERVICE / "gunicorn.conf.py"), init_globals={})
+    assert config["bind"] == "0.0.0.0:8080"
+    import os
+
+    os.environ["PORT"] = "9123"
+    try:
+        assert runpy.run_path(str(SERVICE / "gunicorn.conf.py"))["bind"] == "0.0.0.0:9123"
+    finally:
+        del os.environ["PORT"]
+    assert config["timeout"] == 0, "Cloud Run enforces the request timeout, not gunicorn"
+
+
+def test_service_never_imports_opslib():
+    for path in SERVICE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] == "opslib" for n in names), path
