@@ -4,18 +4,18 @@ Each route imports its job inside the function (lazy import) so that a cold star
 Flask; `opslib endpoint` adds routes here and registers them in index().
 """
 
-import asyncio
 import logging
 import os
 from datetime import UTC, datetime
 
 from flask import Flask, jsonify
 
-from scripts.common import logs
+from scripts.common import logs, routing
 
 logs.setup()
 logger = logging.getLogger("batch_endpoint")
 app = Flask(__name__)
+app.url_rule_class = routing.rule_class()  # keeps cold starts flat as routes grow
 
 
 def get_test_mode():
@@ -35,6 +35,8 @@ def make_response(status, result=None, error=None):
 
 def run_async(coro):
     """Run a class-pattern job's async run() to completion inside a sync Flask route."""
+    import asyncio  # lazy: asyncio costs ~20 ms of every cold start otherwise
+
     return asyncio.run(coro)
 
 

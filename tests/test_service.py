@@ -151,3 +151,21 @@ def test_service_never_imports_opslib():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             assert not any(n.split(".")[0] == "opslib" for n in names), path
+
+
+def test_url_building_still_works_with_lazy_builders(fx_service):
+    import subprocess
+    import sys
+
+    code = (
+        "import flask, batch_endpoint as b\n"
+        "from scripts.common.routing import LazyBuilderRule\n"
+        "assert isinstance(b.app.url_map._rules_by_endpoint['run_fx_rates'][0], LazyBuilderRule)\n"
+        "with b.app.test_request_context():\n"
+        "    print(flask.url_for('run_fx_rates'), flask.url_for('health', full=1))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=fx_service, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["/run-fx-rates", "/health?full=1"]
