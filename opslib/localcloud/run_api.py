@@ -1,0 +1,455 @@
+"""Cloud Run Admin API v2: services as long-running operations, revisions, IAM.
+
+Create and update answer an unfinished Operation; the rollout (start the new revision's
+instance, wait for it to listen) runs in the background and `operations.get` reports it done,
+with the Service or with the revision's failure. A revision that fails leaves traffic on the
+last good revision. Each service has its own URL: a port on 127.0.0.1 served by run_front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from typing import Any
+
+from opslib.localcloud import run_model
+from opslib.localcloud.clock import rfc3339
+from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
+from opslib.localcloud.router import Call, Router
+from opslib.localcloud.run_instances import Instances, StartFailed, _free_port
+
+TYPE = "type.googleapis.com/google.cloud.run.v2."
+COLLECTION = "run"
+
+
+class RunBackend:
+    """Services, revisions and operations; `instances` runs them, `front` serves their URLs."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.data = cloud.store.collection(COLLECTION)
+        for key in ("services", "revisions", "operations"):
+            self.data.setdefault(key, {})
+        self.instances = Instances(cloud)
+        self.front: Any = None  # run_front.Front, set by the server
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def save(self) -> None:
+        self.cloud.store.save(COLLECTION)
+
+    def service(self, name: str) -> dict[str, Any]:
+        if name not in self.data["services"]:
+            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+        return self.data["services"][name]
+
+    def revision(self, name: str) -> dict[str, Any]:
+        if name not in self.data["revisions"]:
+            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+        return self.data["revisions"][name]
+
+    def view(self, service: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in service.items() if not k.startswith("_")}
+
+    def operation(self, service: dict[str, Any]) -> dict[str, Any]:
+        name = f"{service['name'].rsplit('/services/', 1)[0]}/operations/{uuid.uuid4()}"
+        op = {
+            "name": name,
+            "metadata": {"@type": TYPE + "Service", **self.view(service)},
+            "done": False,
+        }
+        self.data["operations"][name] = op
+        return op
+
+    def finish(
+        self, op: dict[str, Any], service: dict[str, Any], error: ApiError | None = None
+    ) -> None:
+        op["done"] = True
+        op["metadata"] = {"@type": TYPE + "Service", **self.view(service)}
+        if error:
+            op["error"] = error.rpc_status()
+        else:
+            op["response"] = {"@type": TYPE + "Service", **self.view(service)}
+        self.save()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def new_service(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        now = rfc3339(self.cloud.clock.now())
+        port = _free_port()
+        service = {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "generation": "0",
+            "createTime": now,
+            "updateTime": now,
+            "creator": "localcloud@localhost",
+            "lastModifier": "localcloud@localhost",
+            "uri": f"http://127.0.0.1:{port}",
+            "urls": [f"http://127.0.0.1:{port}"],
+            "_port": port,
+            "_iam": {"version": 1, "etag": "BwYAAAAAAAA=", "bindings": []},
+        }
+        return service
+
+    def apply(self, service: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """Record a new spec; start a rollout; return the operation."""
+        old_template = service.get("template")
+        new_revision = old_template is None or run_model.template_key(
+            old_template
+        ) != run_model.template_key(spec["template"])
+        service.update(spec)
+        service["generation"] = str(int(service["generation"]) + 1)
+        service["updateTime"] = rfc3339(self.cloud.clock.now())
+        service["reconciling"] = True
+        service["terminalCondition"] = {"type": "Ready", "state": "CONDITION_RECONCILING"}
+        service["etag"] = f'"{uuid.uuid4().hex[:16]}"'
+        self.data["services"][service["name"]] = service
+        op = self.operation(service)
+        self.save()
+        self.spawn(self.rollout(service, op, new_revision))
+        return op
+
+    async def rollout(
+        self, service: dict[str, Any], op: dict[str, Any], new_revision: bool
+    ) -> None:
+        if self.front:
+            await self.front.ensure(service)
+        if new_revision:
+            try:
+                revision = self._create_revision(service)
+            except ApiError as error:
+                self._settle(service, failed=error.message)
+                self.finish(op, service, error)
+                return
+            try:
+                await self._start(service, revision)
+            except ApiError as error:
+                self._fail(service, revision, error)
+                self.finish(op, service, error)
+                return
+            service["latestReadyRevision"] = revision["name"]
+        self._settle(service)
+        self.finish(op, service)
+
+    def _create_revision(self, service: dict[str, Any]) -> dict[str, Any]:
+        service_id = service["name"].rsplit("/", 1)[-1]
+        count = 1 + sum(
+            1 for r in self.data["revisions"].values() if r["service"] == service["name"]
+        )
+        template = service["template"]
+        short = template.get("revision") or run_model.revision_name(service_id, count)
+        name = f"{service['name']}/revisions/{short}"
+        if name in self.data["revisions"]:
+            raise already_exists(f"revision named '{short}' already exists")
+        revision = {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "generation": "1",
+            "service": service["name"],
+            "createTime": rfc3339(self.cloud.clock.now()),
+            "launchStage": "GA",
+            "containers": template["containers"],
+            "timeout": template["timeout"],
+            "scaling": template["scaling"],
+            "maxInstanceRequestConcurrency": template["maxInstanceRequestConcurrency"],
+            "serviceAccount": template.get("serviceAccount")
+            or _default_account(self.cloud, service),
+            "conditions": [{"type": "Ready", "state": "CONDITION_RECONCILING"}],
+            "reconciling": True,
+            "etag": f'"{uuid.uuid4().hex[:16]}"',
+        }
+        self.data["revisions"][name] = revision
+        service["latestCreatedRevision"] = name
+        self.save()
+        return revision
+
+    async def _start(self, service: dict[str, Any], revision: dict[str, Any]) -> None:
+        image = revision["containers"][0]["image"]
+        digest = self.cloud.services["cloudbuild"].resolve_image(image)
+        short = revision["name"].rsplit("/", 1)[-1]
+        if digest is None:
+            raise failed_precondition(
+                f"Revision '{short}' is not ready and cannot serve traffic. "
+                f"Image '{image}' not found."
+            )
+        revision["_imageDigest"] = digest
+        revision["imageDigest"] = digest
+        try:
+            await self.instances.start(revision)
+        except StartFailed as exc:
+            raise failed_precondition(
+                f"Revision '{short}' is not ready and cannot serve traffic. {exc}"
+            ) from None
+        revision["conditions"] = [
+            {
+                "type": "Ready",
+                "state": "CONDITION_SUCCEEDED",
+                "lastTransitionTime": rfc3339(self.cloud.clock.now()),
+            }
+        ]
+        revision["reconciling"] = False
+
+    def _fail(self, service: dict[str, Any], revision: dict[str, Any], error: ApiError) -> None:
+        reason = (
+            "HEALTH_CHECK_CONTAINER_ERROR"
+            if "listen on the port" in error.message
+            else "CONTAINER_MISSING"
+        )
+        if "SECRETS_ACCESS_CHECK_FAILED" in error.message:
+            reason = "SECRETS_ACCESS_CHECK_FAILED"
+        revision["conditions"] = [
+            {
+                "type": "Ready",
+                "state": "CONDITION_FAILED",
+                "reason": reason,
+                "message": error.message,
+                "lastTransitionTime": rfc3339(self.cloud.clock.now()),
+            }
+        ]
+        revision["reconciling"] = False
+        good = service.get("latestReadyRevision")
+        if good:  # traffic stays where it was: pin it to the last good revision
+            service["traffic"] = [
+                {**t, "type": run_model.BY_REVISION, "revision": good.rsplit("/", 1)[-1]}
+                if t["type"] == run_model.LATEST
+                else t
+                for t in service["traffic"]
+            ]
+        self._settle(service, failed=error.message)
+
+    def _settle(self, service: dict[str, Any], failed: str | None = None) -> None:
+        now = rfc3339(self.cloud.clock.now())
+        service["reconciling"] = False
+        service["observedGeneration"] = service["generation"]
+        state = "CONDITION_FAILED" if failed else "CONDITION_SUCCEEDED"
+        service["terminalCondition"] = {
+            "type": "Ready",
+            "state": state,
+            "lastTransitionTime": now,
+            **({"reason": "REVISION_FAILED", "message": failed} if failed else {}),
+        }
+        service["conditions"] = [
+            {"type": "RoutesReady", "state": state, "lastTransitionTime": now},
+            {"type": "ConfigurationsReady", "state": state, "lastTransitionTime": now},
+        ]
+        latest = service.get("latestReadyRevision")
+        service["trafficStatuses"] = [
+            {
+                "type": t["type"],
+                "percent": t["percent"],
+                "revision": (latest or "").rsplit("/", 1)[-1]
+                if t["type"] == run_model.LATEST
+                else t.get("revision"),
+                **({"tag": t["tag"]} if t.get("tag") else {}),
+            }
+            for t in service["traffic"]
+        ]
+        self.save()
+
+    def serving(self, service: dict[str, Any]) -> set[str]:
+        """Full names of the revisions that receive traffic."""
+        base = service["name"] + "/revisions/"
+        latest = service.get("latestReadyRevision")
+        return {
+            latest if t["type"] == run_model.LATEST else base + t["revision"]
+            for t in service.get("traffic", [])
+            if t["percent"] and (t["type"] != run_model.LATEST or latest)
+        }
+
+    def warm(self) -> set[str]:
+        """Revisions whose min instances keep an instance running."""
+        keep = set()
+        for service in self.data["services"].values():
+            floor = int((service.get("scaling") or {}).get("minInstanceCount", 0))
+            for name in self.serving(service):
+                revision = self.data["revisions"].get(name, {})
+                if max(floor, int((revision.get("scaling") or {}).get("minInstanceCount", 0))) > 0:
+                    keep.add(name)
+        return keep
+
+    async def resume(self) -> None:
+        """After a restart: fronts for every service, instances for min-instance revisions."""
+        for service in self.data["services"].values():
+            if self.front:
+                await self.front.ensure(service)
+        for name in self.warm():
+            with contextlib.suppress(StartFailed):
+                await self.instances.ensure(self.data["revisions"][name])
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await self.instances.close()
+        if self.front:
+            await self.front.close()
+
+    async def reset(self) -> None:
+        await self.instances.close()
+        if self.front:
+            await self.front.close()
+        for key in ("services", "revisions", "operations"):
+            self.data[key] = {}
+
+
+def _default_account(cloud: Cloud, service: dict[str, Any]) -> str:
+    """Cloud Run's default runtime identity: the Compute Engine default service account."""
+    number = cloud.project_number(service["name"].split("/")[1])
+    return f"{number}-compute@developer.gserviceaccount.com"
+
+
+def register(router: Router, cloud: Cloud) -> RunBackend:
+    run = RunBackend(cloud)
+    base = "/v2/projects/{project}/locations/{location}"
+
+    def service_name(call: Call) -> str:
+        p = call.params
+        return f"projects/{p['project']}/locations/{p['location']}/services/{p['service']}"
+
+    async def create(call: Call) -> dict[str, Any]:
+        p = call.params
+        service_id = call.query.get("serviceId", "")
+        run_model.check_service_id(service_id)
+        name = f"projects/{p['project']}/locations/{p['location']}/services/{service_id}"
+        spec = run_model.normalize(await call.json())
+        if name in run.data["services"]:
+            raise already_exists(f"Resource '{name}' already exists.")
+        if call.query.get("validateOnly") == "true":
+            return {
+                "name": f"{name}/operations/validate",
+                "done": True,
+                "response": {"@type": TYPE + "Service", **spec, "name": name},
+            }
+        return run.apply(run.new_service(name, spec), spec)
+
+    async def get(call: Call) -> dict[str, Any]:
+        return run.view(run.service(service_name(call)))
+
+    async def list_services(call: Call) -> dict[str, Any]:
+        p = call.params
+        prefix = f"projects/{p['project']}/locations/{p['location']}/services/"
+        items = [run.view(s) for n, s in run.data["services"].items() if n.startswith(prefix)]
+        return {"services": sorted(items, key=lambda s: s["createTime"], reverse=True)}
+
+    async def patch(call: Call) -> dict[str, Any]:
+        name = service_name(call)
+        spec = run_model.normalize(await call.json())
+        if name not in run.data["services"]:
+            if call.query.get("allowMissing") != "true":
+                raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+            return run.apply(run.new_service(name, spec), spec)
+        service = run.service(name)
+        if service.get("reconciling"):
+            raise ApiError(
+                "FAILED_PRECONDITION",
+                f"Service {name} is being updated; wait for the operation to finish.",
+            )
+        return run.apply(service, spec)
+
+    async def delete(call: Call) -> dict[str, Any]:
+        service = run.service(service_name(call))
+        for revision in [
+            r for r in run.data["revisions"].values() if r["service"] == service["name"]
+        ]:
+            await run.instances.stop(revision["name"])
+            del run.data["revisions"][revision["name"]]
+        if run.front:
+            await run.front.remove(service)
+        del run.data["services"][service["name"]]
+        op = run.operation(service)
+        run.finish(op, service)
+        return op
+
+    async def get_operation(call: Call) -> dict[str, Any]:
+        p = call.params
+        name = f"projects/{p['project']}/locations/{p['location']}/operations/{p['operation']}"
+        if name not in run.data["operations"]:
+            raise ApiError("NOT_FOUND", f"Operation {name} not found.")
+        return run.data["operations"][name]
+
+    async def wait_operation(call: Call) -> dict[str, Any]:
+        for _ in range(600):
+            op = await get_operation(call)
+            if op["done"]:
+                return op
+            await asyncio.sleep(0.1)
+        return await get_operation(call)
+
+    async def list_operations(call: Call) -> dict[str, Any]:
+        p = call.params
+        prefix = f"projects/{p['project']}/locations/{p['location']}/operations/"
+        return {
+            "operations": [o for n, o in run.data["operations"].items() if n.startswith(prefix)]
+        }
+
+    async def get_revision(call: Call) -> dict[str, Any]:
+        return run.view(run.revision(f"{service_name(call)}/revisions/{call.params['revision']}"))
+
+    async def list_revisions(call: Call) -> dict[str, Any]:
+        name = service_name(call)
+        run.service(name)
+        items = [run.view(r) for r in run.data["revisions"].values() if r["service"] == name]
+        return {"revisions": sorted(items, key=lambda r: r["createTime"], reverse=True)}
+
+    async def delete_revision(call: Call) -> dict[str, Any]:
+        service = run.service(service_name(call))
+        name = f"{service['name']}/revisions/{call.params['revision']}"
+        revision = run.revision(name)
+        if name in run.serving(service):
+            raise failed_precondition(
+                f"Revision {call.params['revision']} is serving traffic and cannot be deleted."
+            )
+        await run.instances.stop(name)
+        del run.data["revisions"][name]
+        run.save()
+        return {
+            "name": f"{name}/operations/delete",
+            "done": True,
+            "response": {"@type": TYPE + "Revision", **run.view(revision)},
+        }
+
+    async def get_iam(call: Call) -> dict[str, Any]:
+        return run.service(service_name(call))["_iam"]
+
+    async def set_iam(call: Call) -> dict[str, Any]:
+        service = run.service(service_name(call))
+        policy = (await call.json()).get("policy") or {}
+        if policy.get("etag") and policy["etag"] != service["_iam"]["etag"]:
+            raise ApiError(
+                "ABORTED",
+                "There were concurrent policy changes. Please retry the whole read-modify-write "
+                "with exponential backoff.",
+            )
+        service["_iam"] = {
+            "version": policy.get("version", 1),
+            "bindings": policy.get("bindings", []),
+            "etag": base64.b64encode(uuid.uuid4().bytes[:8]).decode(),
+        }
+        run.save()
+        return service["_iam"]
+
+    async def test_iam(call: Call) -> dict[str, Any]:
+        run.service(service_name(call))
+        wanted = (await call.json()).get("permissions", [])
+        return {"permissions": [p for p in wanted if p.startswith("run.")]}
+
+    router.add("POST", base + "/services", create)
+    router.add("GET", base + "/services", list_services)
+    router.add("GET", base + "/services/{service}", get)
+    router.add("PATCH", base + "/services/{service}", patch)
+    router.add("DELETE", base + "/services/{service}", delete)
+    router.add("GET", base + "/services/{service}:getIamPolicy", get_iam)
+    router.add("POST", base + "/services/{service}:setIamPolicy", set_iam)
+    router.add("POST", base + "/services/{service}:testIamPermissions", test_iam)
+    router.add("GET", base + "/services/{service}/revisions", list_revisions)
+    router.add("GET", base + "/services/{service}/revisions/{revision}", get_revision)
+    router.add("DELETE", base + "/services/{service}/revisions/{revision}", delete_revision)
+    router.add("GET", base + "/operations", list_operations)
+    router.add("GET", base + "/operations/{operation}", get_operation)
+    router.add("POST", base + "/operations/{operation}:wait", wait_operation)
+    return run

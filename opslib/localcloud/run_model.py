@@ -1,0 +1,213 @@
+"""Cloud Run v2 resources: validation with Google's rules, defaults, revisions and traffic.
+
+No I/O here: run_api turns requests into calls on these functions, run_instances runs what
+they describe.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from typing import Any
+
+from opslib import gcp_rules as g
+from opslib.localcloud.clock import duration_seconds, duration_text
+from opslib.localcloud.errors import ApiError, invalid
+
+SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
+INGRESS = {
+    0: "INGRESS_TRAFFIC_ALL",
+    1: "INGRESS_TRAFFIC_ALL",
+    2: "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    3: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+    4: "INGRESS_TRAFFIC_NONE",
+}
+TRAFFIC_TYPES = {
+    0: "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED",
+    1: "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST",
+    2: "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+}
+LATEST, BY_REVISION = TRAFFIC_TYPES[1], TRAFFIC_TYPES[2]
+OUTPUT_ONLY = {
+    "uid",
+    "generation",
+    "createTime",
+    "updateTime",
+    "deleteTime",
+    "expireTime",
+    "creator",
+    "lastModifier",
+    "uri",
+    "urls",
+    "observedGeneration",
+    "terminalCondition",
+    "conditions",
+    "latestReadyRevision",
+    "latestCreatedRevision",
+    "trafficStatuses",
+    "reconciling",
+    "etag",
+    "satisfiesPzs",
+}
+RESERVED_ANNOTATION = re.compile(
+    r"^(run|cloud|serving\.knative|autoscaling\.knative)\.(googleapis\.com|dev)/"
+)
+RESERVED_ENV_MESSAGE = (
+    "The following reserved env names were provided: {names}. These values are automatically "
+    "set by the system."
+)
+
+
+def check_service_id(service_id: str) -> None:
+    if not SERVICE_ID.match(service_id or ""):
+        raise invalid(
+            "Violation in CreateServiceRequest.service_id: only lowercase, digits, and hyphens; "
+            "must begin with letter, and cannot end with hyphen; must be less than 50 characters.",
+            "service_id",
+        )
+
+
+def normalize(service: dict[str, Any]) -> dict[str, Any]:
+    """The service input with output-only fields dropped, enums named and defaults filled."""
+    spec = {k: v for k, v in service.items() if k not in OUTPUT_ONLY and not k.startswith("_")}
+    for key in spec.get("annotations") or {}:
+        if RESERVED_ANNOTATION.match(key):
+            raise invalid(f"Annotation {key} is reserved and cannot be set.", "service.annotations")
+    spec["ingress"] = _enum(spec.get("ingress", "INGRESS_TRAFFIC_ALL"), INGRESS, "service.ingress")
+    spec.setdefault("launchStage", "GA")
+    if isinstance(spec.get("launchStage"), int):
+        spec["launchStage"] = "GA"
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        raise invalid("service.template is required.", "service.template")
+    spec["template"] = _template(template)
+    spec["traffic"] = _traffic(spec.get("traffic") or [])
+    return spec
+
+
+def _enum(value: Any, names: dict[int, str], field: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in names:
+            raise invalid(f"Invalid value at '{field}' ({value})", field)
+        return names[value]
+    if value not in names.values():
+        raise invalid(f"Invalid value at '{field}' (\"{value}\")", field)
+    return value
+
+
+def _template(template: dict[str, Any]) -> dict[str, Any]:
+    containers = template.get("containers") or []
+    if not containers:
+        raise invalid(
+            "service.template.containers: at least one container is required.",
+            "service.template.containers",
+        )
+    if len(containers) > 1:
+        raise ApiError("UNIMPLEMENTED", "localcloud runs one container per revision (no sidecars).")
+    out = dict(template)
+    timeout = duration_seconds(template.get("timeout"), 300)
+    if not 1 <= timeout <= 3600:
+        raise invalid(
+            "service.template.timeout must be between 1s and 3600s.", "service.template.timeout"
+        )
+    out["timeout"] = duration_text(timeout)
+    container = _container(containers[0])
+    out["containers"] = [container]
+    cpu = g.parse_cpu(container["resources"]["limits"]["cpu"])
+    concurrency = int(template.get("maxInstanceRequestConcurrency") or (80 if cpu >= 1 else 1))
+    try:
+        g.check_cpu_memory(
+            cpu, g.parse_memory(container["resources"]["limits"]["memory"]), concurrency
+        )
+    except g.RuleBroken as exc:
+        raise invalid(
+            f"service.template.containers[0].resources: {exc.rule}",
+            "service.template.containers.resources",
+        ) from None
+    out["maxInstanceRequestConcurrency"] = concurrency
+    scaling = dict(template.get("scaling") or {})
+    scaling.setdefault("maxInstanceCount", 100)
+    if int(scaling.get("minInstanceCount", 0)) > int(scaling["maxInstanceCount"]):
+        raise invalid(
+            "min_instance_count must not exceed max_instance_count.", "service.template.scaling"
+        )
+    out["scaling"] = scaling
+    return out
+
+
+def _container(container: dict[str, Any]) -> dict[str, Any]:
+    out = dict(container)
+    if not out.get("image"):
+        raise invalid(
+            "service.template.containers[0].image is required.", "service.template.containers.image"
+        )
+    reserved = [e.get("name") for e in out.get("env", []) if e.get("name") in g.RESERVED_ENV]
+    if reserved:
+        raise invalid(
+            RESERVED_ENV_MESSAGE.format(names=", ".join(reserved)),
+            "service.template.containers.env",
+        )
+    for var in out.get("env", []):
+        ref = (var.get("valueSource") or {}).get("secretKeyRef")
+        if ref is not None and (
+            not ref.get("secret")
+            or not re.match(r"^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}$", ref["secret"])
+        ):
+            raise invalid(
+                f"Invalid secret reference for env {var.get('name')}: {ref.get('secret')!r}.",
+                "service.template.containers.env",
+            )
+    resources = dict(out.get("resources") or {})
+    limits = {"cpu": "1000m", "memory": "512Mi", **(resources.get("limits") or {})}
+    try:
+        g.parse_cpu(limits["cpu"])
+        g.parse_memory(limits["memory"])
+    except g.RuleBroken as exc:
+        raise invalid(
+            f"service.template.containers[0].resources.limits: {exc.rule}",
+            "service.template.containers.resources",
+        ) from None
+    resources["limits"] = limits
+    resources.setdefault("cpuIdle", True)
+    resources.setdefault("startupCpuBoost", False)
+    out["resources"] = resources
+    out.setdefault("ports", [{"name": "http1", "containerPort": 8080}])
+    return out
+
+
+def _traffic(traffic: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not traffic:
+        return [{"type": LATEST, "percent": 100}]
+    out = []
+    for target in traffic:
+        entry = {k: v for k, v in target.items() if v not in (None, "", 0) or k == "percent"}
+        entry["type"] = _enum(target.get("type", 0), TRAFFIC_TYPES, "service.traffic.type")
+        if entry["type"] == TRAFFIC_TYPES[0]:
+            entry["type"] = BY_REVISION if target.get("revision") else LATEST
+        entry["percent"] = int(target.get("percent", 0))
+        out.append(entry)
+    if sum(t["percent"] for t in out) != 100:
+        raise invalid("Traffic percentages must add up to 100.", "service.traffic")
+    return out
+
+
+def template_key(template: dict[str, Any]) -> str:
+    """What makes two templates the same revision (a change in any of it makes a new one)."""
+    return json.dumps({k: v for k, v in template.items() if k != "revision"}, sort_keys=True)
+
+
+def revision_name(service_id: str, generation: int) -> str:
+    """Cloud Run's revision naming: SERVICE-NNNNN-xyz."""
+    return f"{service_id}-{generation:05d}-{''.join(random.choices(string.ascii_lowercase, k=3))}"
+
+
+def pick(traffic: list[dict[str, Any]], latest_ready: str | None) -> str | None:
+    """A revision for one request, by the traffic split."""
+    roll, total = random.uniform(0, 100), 0.0
+    for target in traffic:
+        total += target["percent"]
+        if roll <= total and target["percent"]:
+            return latest_ready if target["type"] == LATEST else target.get("revision")
+    return latest_ready

@@ -1,0 +1,248 @@
+"""Secret Manager v1: secrets and their versions, as the Python client and gcloud use them.
+
+Names come back with the project NUMBER, as Google returns them. Payloads are checked against
+`dataCrc32c` (CRC32C) when given, and `clientSpecifiedPayloadChecksum` is echoed, which
+`gcloud secrets versions add` requires. Values are kept in the state directory (mode 0600).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import google_crc32c
+
+from opslib.localcloud import schema
+from opslib.localcloud.clock import rfc3339
+from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.errors import ApiError, already_exists, failed_precondition, invalid
+from opslib.localcloud.router import Call, Router
+
+SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+MAX_PAYLOAD = 64 * 1024
+SECRET_SCHEMA = {
+    "name": schema.SCALAR,
+    "replication": schema.ANY,
+    "createTime": schema.SCALAR,
+    "labels": schema.ANY,
+    "topics": schema.ANY,
+    "expireTime": schema.SCALAR,
+    "ttl": schema.SCALAR,
+    "etag": schema.SCALAR,
+    "rotation": schema.ANY,
+    "versionAliases": schema.ANY,
+    "annotations": schema.ANY,
+    "versionDestroyTtl": schema.SCALAR,
+    "customerManagedEncryption": schema.ANY,
+    "tags": schema.ANY,
+}
+ADD_SCHEMA = {
+    "payload": {"data": schema.SCALAR, "dataCrc32c": schema.SCALAR},
+    "parent": schema.SCALAR,
+}
+STATES = {1: "ENABLED", 2: "DISABLED", 3: "DESTROYED"}
+COLLECTION = "secretmanager"
+
+
+class SecretManager:
+    """The backend: secrets keyed by full name (with the project number)."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.data = cloud.store.collection(COLLECTION)
+        self.data.setdefault("secrets", {})
+        self.data.setdefault("versions", {})
+        (cloud.store.root / f"{COLLECTION}.json").touch(mode=0o600)
+        (cloud.store.root / f"{COLLECTION}.json").chmod(0o600)
+
+    def save(self) -> None:
+        self.cloud.store.save(COLLECTION)
+        (self.cloud.store.root / f"{COLLECTION}.json").chmod(0o600)
+
+    def name(self, project: str, secret: str) -> str:
+        return f"projects/{self.cloud.project_number(project)}/secrets/{secret}"
+
+    def secret(self, project: str, secret: str) -> dict[str, Any]:
+        name = self.name(project, secret)
+        if name not in self.data["secrets"]:
+            raise ApiError("NOT_FOUND", f"Secret [{name}] not found.")
+        return self.data["secrets"][name]
+
+    def versions(self, project: str, secret: str) -> list[dict[str, Any]]:
+        self.secret(project, secret)
+        return self.data["versions"].setdefault(self.name(project, secret), [])
+
+    def version(self, project: str, secret: str, version: str) -> dict[str, Any]:
+        versions = self.versions(project, secret)
+        name = f"{self.name(project, secret)}/versions/{version}"
+        if version == "latest":
+            if not versions:
+                raise ApiError("NOT_FOUND", f"Secret Version [{name}] not found.")
+            return versions[-1]
+        for entry in versions:
+            if entry["name"].endswith(f"/versions/{version}"):
+                return entry
+        raise ApiError("NOT_FOUND", f"Secret Version [{name}] not found.")
+
+    def access(self, project: str, secret: str, version: str) -> bytes:
+        """The payload, for Cloud Run instances as well as the API."""
+        entry = self.version(project, secret, version)
+        if entry["state"] != "ENABLED":
+            raise failed_precondition(
+                f"Secret Version [{entry['name']}] is in {entry['state']} state."
+            )
+        return schema.b64decode(entry["payload"], "payload.data")
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "payload"}
+
+
+def register(router: Router, cloud: Cloud) -> SecretManager:
+    sm = SecretManager(cloud)
+    base = "/v1/projects/{project}/secrets"
+
+    async def create(call: Call) -> dict[str, Any]:
+        body = schema.check(await call.json(), SECRET_SCHEMA, "secret")
+        secret_id = call.query.get("secretId", "")
+        name = sm.name(call.params["project"], secret_id)
+        if not SECRET_ID.match(secret_id):
+            raise invalid(f"Resource ID [{name}] is not in a valid format.", "secret_id")
+        if not body.get("replication"):
+            raise invalid(
+                "Secret.replication must be provided for a global secret.", "secret.replication"
+            )
+        if name in sm.data["secrets"]:
+            raise already_exists(f"Secret [{name}] already exists.")
+        secret = {
+            **{k: v for k, v in body.items() if k not in ("name", "createTime", "etag")},
+            "name": name,
+            "createTime": rfc3339(cloud.clock.now()),
+            "etag": f'"{uuid.uuid4().hex[:13]}"',
+        }
+        sm.data["secrets"][name] = secret
+        sm.save()
+        return secret
+
+    async def list_secrets(call: Call) -> dict[str, Any]:
+        prefix = f"projects/{cloud.project_number(call.params['project'])}/secrets/"
+        items = [s for n, s in sorted(sm.data["secrets"].items()) if n.startswith(prefix)]
+        chunk, token = schema.page(items, call.query, 25000, 25000)
+        return {
+            "secrets": chunk,
+            "totalSize": len(items),
+            **({"nextPageToken": token} if token else {}),
+        }
+
+    async def get(call: Call) -> dict[str, Any]:
+        return sm.secret(call.params["project"], call.params["secret"])
+
+    async def patch(call: Call) -> dict[str, Any]:
+        secret = sm.secret(call.params["project"], call.params["secret"])
+        body = schema.check(await call.json(), SECRET_SCHEMA, "secret")
+        mask = [schema.camel(p) for p in call.query.get("updateMask", "").split(",") if p]
+        if not mask:
+            raise invalid("update_mask is required.", "update_mask")
+        for path in mask:
+            if path in ("name", "createTime", "replication", "etag"):
+                raise invalid(f"{path} cannot be updated.", "update_mask")
+            if path in body:
+                secret[path] = body[path]
+            else:
+                secret.pop(path, None)
+        secret["etag"] = f'"{uuid.uuid4().hex[:13]}"'
+        sm.save()
+        return secret
+
+    async def delete(call: Call) -> dict[str, Any]:
+        secret = sm.secret(call.params["project"], call.params["secret"])
+        del sm.data["secrets"][secret["name"]]
+        sm.data["versions"].pop(secret["name"], None)
+        sm.save()
+        return {}
+
+    async def add_version(call: Call) -> dict[str, Any]:
+        secret = sm.secret(call.params["project"], call.params["secret"])
+        body = schema.check(await call.json(), ADD_SCHEMA, "")
+        payload = body.get("payload") or {}
+        data = schema.b64decode(payload.get("data", ""), "payload.data")
+        if len(data) > MAX_PAYLOAD:
+            raise invalid(
+                f"Secret payload is {len(data)} bytes; the maximum is 65536.", "payload.data"
+            )
+        given = payload.get("dataCrc32c")
+        if given is not None and int(given) != google_crc32c.value(data):
+            raise invalid(
+                "Checksum mismatch: the payload does not match data_crc32c.", "payload.data_crc32c"
+            )
+        versions = sm.versions(call.params["project"], call.params["secret"])
+        entry = {
+            "name": f"{secret['name']}/versions/{len(versions) + 1}",
+            "createTime": rfc3339(cloud.clock.now()),
+            "state": "ENABLED",
+            "replicationStatus": {"automatic": {}},
+            "etag": f'"{uuid.uuid4().hex[:13]}"',
+            "clientSpecifiedPayloadChecksum": given is not None,
+            "payload": schema.b64encode(data),
+        }
+        versions.append(entry)
+        sm.save()
+        return _public(entry)
+
+    async def list_versions(call: Call) -> dict[str, Any]:
+        versions = list(reversed(sm.versions(call.params["project"], call.params["secret"])))
+        chunk, token = schema.page([_public(v) for v in versions], call.query, 25000, 25000)
+        return {
+            "versions": chunk,
+            "totalSize": len(versions),
+            **({"nextPageToken": token} if token else {}),
+        }
+
+    async def get_version(call: Call) -> dict[str, Any]:
+        p = call.params
+        return _public(sm.version(p["project"], p["secret"], p["version"]))
+
+    async def access(call: Call) -> dict[str, Any]:
+        p = call.params
+        entry = sm.version(p["project"], p["secret"], p["version"])
+        data = sm.access(p["project"], p["secret"], p["version"])
+        return {
+            "name": entry["name"],
+            "payload": {
+                "data": schema.b64encode(data),
+                "dataCrc32c": str(google_crc32c.value(data)),
+            },
+        }
+
+    def transition(target: str):
+        async def handler(call: Call) -> dict[str, Any]:
+            p = call.params
+            entry = sm.version(p["project"], p["secret"], p["version"])
+            if entry["state"] == "DESTROYED":
+                raise failed_precondition(
+                    f"Secret Version [{entry['name']}] is in DESTROYED state."
+                )
+            entry["state"] = target
+            if target == "DESTROYED":
+                entry["payload"] = ""
+                entry["destroyTime"] = rfc3339(cloud.clock.now())
+            entry["etag"] = f'"{uuid.uuid4().hex[:13]}"'
+            sm.save()
+            return _public(entry)
+
+        return handler
+
+    router.add("POST", base, create)
+    router.add("GET", base, list_secrets)
+    router.add("GET", base + "/{secret}", get)
+    router.add("PATCH", base + "/{secret}", patch)
+    router.add("DELETE", base + "/{secret}", delete)
+    router.add("POST", base + "/{secret}:addVersion", add_version)
+    router.add("GET", base + "/{secret}/versions", list_versions)
+    router.add("GET", base + "/{secret}/versions/{version}", get_version)
+    router.add("GET", base + "/{secret}/versions/{version}:access", access)
+    router.add("POST", base + "/{secret}/versions/{version}:disable", transition("DISABLED"))
+    router.add("POST", base + "/{secret}/versions/{version}:enable", transition("ENABLED"))
+    router.add("POST", base + "/{secret}/versions/{version}:destroy", transition("DESTROYED"))
+    return sm

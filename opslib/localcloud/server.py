@@ -1,0 +1,168 @@
+"""The localcloud process: every API on one port of 127.0.0.1, control routes under /_localcloud/.
+
+    python -m opslib.localcloud.server --port 8780 --state .localcloud
+
+It writes `<state>/server.json` (pid, port, url) once it listens, and on SIGTERM stops every
+service instance it started before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from opslib.localcloud import (
+    cloudbuild,
+    logging_api,
+    run_api,
+    run_front,
+    scheduler,
+    scheduler_runner,
+    secretmanager,
+    storage,
+    tokens,
+)
+from opslib.localcloud.clock import rfc3339
+from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.router import Router
+
+CONTROL = "/_localcloud"
+
+
+def build(cloud: Cloud) -> tuple[web.Application, Router]:
+    """The aiohttp application with every emulated API registered."""
+    router = Router()
+    logging_api.register(router, cloud)
+    cloud.services["secretmanager"] = secretmanager.register(router, cloud)
+    sched = scheduler.register(router, cloud)
+    cloud.services["scheduler"] = sched
+    runner = scheduler_runner.Runner(cloud, sched)
+    cloud.services["scheduler_runner"] = runner
+    cloud.services["storage"] = storage.register(router, cloud)
+    cloud.services["cloudbuild"] = cloudbuild.register(router, cloud)
+    run = run_api.register(router, cloud)
+    run.front = run_front.Front(cloud, run)
+    cloud.services["run"] = run
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app["cloud"], app["router"] = cloud, router
+    _control_routes(app, cloud, router)
+    app.router.add_route("*", "/{tail:.*}", router.dispatch)
+
+    async def startup(app: web.Application) -> None:
+        await runner.start()
+        await run.resume()
+        app["reaper"] = asyncio.create_task(_reap(run))
+
+    async def cleanup(app: web.Application) -> None:
+        app["reaper"].cancel()
+        await runner.stop()
+        for service in cloud.services.values():
+            close = getattr(service, "close", None)
+            if close:
+                await close()
+        cloud.logs.close()
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    return app, router
+
+
+async def _reap(run: run_api.RunBackend) -> None:
+    """Scale idle min-0 revisions to zero, as Cloud Run does."""
+    while True:
+        await asyncio.sleep(5)
+        await run.instances.reap(run.warm())
+
+
+def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "pid": os.getpid(), "url": cloud.base_url})
+
+    async def clock(_: web.Request) -> web.Response:
+        return web.json_response({"now": rfc3339(cloud.clock.now()), "offset": cloud.clock.offset})
+
+    async def advance(request: web.Request) -> web.Response:
+        body = await request.json()
+        seconds = float(body.get("seconds", 0))
+        if seconds < 0:
+            return web.json_response({"error": "the clock only moves forward"}, status=400)
+        fired = await cloud.services["scheduler_runner"].advance(seconds)
+        return web.json_response({"now": rfc3339(cloud.clock.now()), "fired": fired})
+
+    async def token(request: web.Request) -> web.Response:
+        body = await request.json()
+        email, audience = body.get("email"), body.get("audience")
+        if not email or not audience:
+            return web.json_response({"error": "give email and audience"}, status=400)
+        return web.json_response({"token": tokens.mint(cloud, email, audience)})
+
+    async def reset(_: web.Request) -> web.Response:
+        for service in cloud.services.values():
+            clear = getattr(service, "reset", None)
+            if clear:
+                await clear()
+        cloud.store.reset()
+        cloud.logs.reset()
+        return web.json_response({"status": "reset"})
+
+    async def scale_to_zero(_: web.Request) -> web.Response:
+        run = cloud.services["run"]
+        stopped = await run.instances.reap(run.warm(), idle=0)
+        return web.json_response({"stopped": stopped})
+
+    async def routes(_: web.Request) -> web.Response:
+        return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
+
+    app.router.add_get(f"{CONTROL}/health", health)
+    app.router.add_get(f"{CONTROL}/clock", clock)
+    app.router.add_post(f"{CONTROL}/clock:advance", advance)
+    app.router.add_post(f"{CONTROL}/token", token)
+    app.router.add_post(f"{CONTROL}/reset", reset)
+    app.router.add_get(f"{CONTROL}/routes", routes)
+    app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
+
+
+async def serve(state: Path, port: int) -> None:
+    """Listen on 127.0.0.1:port until SIGTERM or SIGINT."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    cloud = Cloud(state, port=sock.getsockname()[1])
+    app, _ = build(cloud)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    info: dict[str, Any] = {"pid": os.getpid(), "port": cloud.port, "url": cloud.base_url}
+    (state / "server.json").write_text(json.dumps(info))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        (state / "server.json").unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="localcloud")
+    parser.add_argument("--port", type=int, default=8780)
+    parser.add_argument("--state", type=Path, default=Path(".localcloud"))
+    args = parser.parse_args()
+    args.state.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args.state.resolve(), args.port))
+
+
+if __name__ == "__main__":
+    main()

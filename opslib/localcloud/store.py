@@ -1,0 +1,50 @@
+"""State kept in the state directory, so a restart finds every resource where it was.
+
+Each API keeps its resources in named collections (plain JSON-able dicts); a mutation saves
+that collection atomically. Log entries are appended to a JSON-lines file instead (logstore).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class Store:
+    """Named JSON collections under `root`, loaded at start and saved on every change."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._collections: dict[str, dict[str, Any]] = {}
+
+    def collection(self, name: str) -> dict[str, Any]:
+        if name not in self._collections:
+            path = self._path(name)
+            self._collections[name] = json.loads(path.read_text()) if path.exists() else {}
+        return self._collections[name]
+
+    def save(self, name: str) -> None:
+        data = json.dumps(self._collections.get(name, {}), indent=1, sort_keys=True)
+        path = self._path(name)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def reset(self) -> None:
+        for name in list(self._collections):
+            self._collections[name] = {}
+            self.save(name)
+
+    def dir(self, name: str) -> Path:
+        """A folder for blobs (objects, images) that do not belong in JSON."""
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
