@@ -72,3 +72,53 @@ def call(path: str, body: dict | None = None, method: str | None = None) -> tupl
 
 def advance(seconds: float) -> dict:
     return call("/_localcloud/clock:advance", {"seconds": seconds})[1]
+
+
+def upload_source(folder: Path, bucket_name: str = f"{PROJECT}_cloudbuild") -> tuple[str, str]:
+    """Tar a service folder into gs://PROJECT_cloudbuild/source/... as gcloud builds submit does."""
+    import io
+    import tarfile
+
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": server().url},
+    )
+    bucket = client.bucket(bucket_name)
+    if not bucket.exists():
+        bucket = client.create_bucket(bucket_name)
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as archive:
+        archive.add(folder, arcname=".", filter=lambda t: None if "__pycache__" in t.name else t)
+    name = f"source/{uuid.uuid4().hex}.tgz"
+    bucket.blob(name).upload_from_string(data.getvalue(), content_type="application/gzip")
+    return bucket_name, name
+
+
+def build(folder: Path, image: str):
+    """Cloud Build of `folder` (docker build + push of `image`); returns the finished Build."""
+    from google.cloud.devtools import cloudbuild_v1
+
+    bucket, obj = upload_source(folder)
+    client = cloudbuild_v1.CloudBuildClient(**client_kwargs())
+    operation = client.create_build(
+        project_id=PROJECT,
+        build={
+            "source": {"storage_source": {"bucket": bucket, "object_": obj}},
+            "steps": [
+                {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]}
+            ],
+            "images": [image],
+        },
+    )
+    return operation.result(timeout=180)
+
+
+def image_name(service: str, tag: str) -> str:
+    return f"{REGION}-docker.pkg.dev/{PROJECT}/opslib/{service}:{tag}"
+
+
+def token(audience: str, email: str) -> str:
+    return call("/_localcloud/token", {"audience": audience, "email": email})[1]["token"]

@@ -133,9 +133,7 @@ class Front:
             return web.Response(status=404, text="Service not found")
         body = await request.read()
         refused = self._authorized(service, request)
-        revision_name = run_model.pick(
-            service.get("traffic", []), service.get("latestReadyRevision")
-        )
+        revision_name = run_model.pick(service)
         revision = self.run.data["revisions"].get(revision_name or "")
         if refused:
             status, _ = refused

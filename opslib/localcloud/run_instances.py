@@ -27,6 +27,9 @@ from opslib.localcloud.cloud import Cloud
 
 IDLE_SECONDS = float(os.environ.get("LOCALCLOUD_IDLE_SECONDS", "900"))
 STARTUP_SECONDS = float(os.environ.get("LOCALCLOUD_STARTUP_SECONDS", "240"))
+# A new revision is watched this long after its port opens: gunicorn's master listens before
+# its worker imports the app, so an app that crashes on import exits just after the probe.
+ROLLOUT_GRACE_SECONDS = float(os.environ.get("LOCALCLOUD_ROLLOUT_GRACE_SECONDS", "1.0"))
 LIFTED = {
     "logging.googleapis.com/sourceLocation": "sourceLocation",
     "logging.googleapis.com/labels": "labels",
@@ -130,8 +133,9 @@ class Instances:
             asyncio.create_task(self._pump(process.stderr, revision, instance, "stderr")),
         ]
         container_name = container.get("name") or "app"
+        grace = ROLLOUT_GRACE_SECONDS if reason == "DEPLOYMENT_ROLLOUT" else 0.0
         try:
-            await self._probe(instance)
+            await self._probe(instance, grace)
         except StartFailed:
             await self._terminate(instance)
             raise
@@ -211,22 +215,31 @@ class Instances:
             ) from None
         return data.decode("utf-8", errors="replace")
 
-    async def _probe(self, instance: Instance) -> None:
+    async def _probe(self, instance: Instance, grace: float) -> None:
+        """Cloud Run's default TCP startup probe, then `grace` seconds of staying alive."""
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
-            if instance.process.returncode is not None:
-                await asyncio.gather(*instance.readers, return_exceptions=True)
-                raise StartFailed(
-                    PROBE_FAILED.format(port=instance.port)
-                    + f" Container called exit({instance.process.returncode})."
-                )
+            await self._alive(instance)
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", instance.port)
                 writer.close()
-                return
+                break
             except OSError:
                 await asyncio.sleep(0.01)
-        raise StartFailed(PROBE_FAILED.format(port=instance.port))
+        else:
+            raise StartFailed(PROBE_FAILED.format(port=instance.port))
+        until = time.monotonic() + grace
+        while time.monotonic() < until:
+            await asyncio.sleep(0.02)
+            await self._alive(instance)
+
+    async def _alive(self, instance: Instance) -> None:
+        if instance.process.returncode is not None:
+            await asyncio.gather(*instance.readers, return_exceptions=True)
+            raise StartFailed(
+                PROBE_FAILED.format(port=instance.port)
+                + f" Container called exit({instance.process.returncode})."
+            )
 
     async def _pump(
         self,

@@ -203,11 +203,14 @@ def revision_name(service_id: str, generation: int) -> str:
     return f"{service_id}-{generation:05d}-{''.join(random.choices(string.ascii_lowercase, k=3))}"
 
 
-def pick(traffic: list[dict[str, Any]], latest_ready: str | None) -> str | None:
-    """A revision for one request, by the traffic split."""
+def pick(service: dict[str, Any]) -> str | None:
+    """The full name of the revision that serves one request, by the traffic split."""
+    latest = service.get("latestReadyRevision")
     roll, total = random.uniform(0, 100), 0.0
-    for target in traffic:
+    for target in service.get("traffic", []):
         total += target["percent"]
         if roll <= total and target["percent"]:
-            return latest_ready if target["type"] == LATEST else target.get("revision")
-    return latest_ready
+            if target["type"] == LATEST:
+                return latest
+            return f"{service['name']}/revisions/{target.get('revision')}"
+    return latest
