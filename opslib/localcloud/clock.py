@@ -33,8 +33,12 @@ class Clock:
 
 
 def rfc3339(when: datetime) -> str:
-    """Google's timestamp form: UTC, microseconds, Z."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Google's timestamp form (protobuf JSON): UTC, 0, 3 or 6 fraction digits, Z."""
+    when = when.astimezone(UTC)
+    base, micro = when.strftime("%Y-%m-%dT%H:%M:%S"), when.microsecond
+    if micro == 0:
+        return f"{base}Z"
+    return f"{base}.{micro // 1000:03d}Z" if micro % 1000 == 0 else f"{base}.{micro:06d}Z"
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -33,10 +33,13 @@ class CloudBuild:
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.data = cloud.store.collection(COLLECTION)
-        self.data.setdefault("builds", {})
-        self.data.setdefault("tags", {})
+        self.init()
         self.images: Path = cloud.store.dir("images")
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def init(self) -> None:
+        self.data.setdefault("builds", {})
+        self.data.setdefault("tags", {})
 
     def save(self) -> None:
         self.cloud.store.save(COLLECTION)

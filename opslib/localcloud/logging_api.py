@@ -13,6 +13,7 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from opslib.localcloud import schema
 from opslib.localcloud.clock import rfc3339
@@ -83,8 +84,10 @@ class LogStore:
         if self.path.exists():
             with self.path.open() as handle:
                 for line in handle:
-                    if line.strip():
+                    try:
                         self._insert(json.loads(line))
+                    except (ValueError, KeyError, FilterError):
+                        continue  # a torn or foreign line must not keep localcloud from starting
         self._file = self.path.open("a")
 
     def _insert(self, entry: dict[str, Any]) -> None:
@@ -102,6 +105,15 @@ class LogStore:
         """Store one entry (filling timestamps, insertId and severity as Google does)."""
         now = rfc3339(self.cloud.clock.now())
         entry.setdefault("timestamp", now)
+        try:
+            timestamp_nanos(entry["timestamp"])
+        except FilterError:
+            raise invalid(
+                f"Invalid timestamp {entry['timestamp']!r}: use RFC 3339.", "entries.timestamp"
+            ) from None
+        entry["logName"] = _encoded_log_name(entry["logName"])
+        if isinstance(entry.get("httpRequest"), dict):
+            entry["httpRequest"] = _http_request(entry["httpRequest"])
         entry["receiveTimestamp"] = now
         entry.setdefault("insertId", uuid.uuid4().hex[:20])
         severity = entry.get("severity", "DEFAULT")
@@ -120,7 +132,7 @@ class LogStore:
         try:
             match = compile_filter(filter_text)
         except FilterError as exc:
-            raise invalid(f"Invalid filter: {exc}", "filter") from None
+            raise invalid(str(exc), "filter") from None
         prefixes = tuple(f"projects/{p}/" for p in projects)
         ordered = reversed(self.entries) if descending else self.entries
         return [e for e in ordered if e["logName"].startswith(prefixes) and match(e)]
@@ -134,6 +146,33 @@ class LogStore:
 
     def close(self) -> None:
         self._file.close()
+
+
+INT64_FIELDS = ("requestSize", "responseSize", "cacheFillBytes")
+
+
+def _http_request(given: dict[str, Any]) -> dict[str, Any]:
+    """HttpRequest as Google returns it: camelCase, int64 sizes as strings, status an int."""
+    out = {schema.camel(k): v for k, v in given.items()}
+    for key in INT64_FIELDS:
+        if key in out:
+            out[key] = str(out[key])
+    if "status" in out:
+        try:
+            out["status"] = int(out["status"])
+        except (TypeError, ValueError):
+            raise invalid(
+                f"Invalid httpRequest.status {out['status']!r}.", "entries.http_request.status"
+            ) from None
+    return out
+
+
+def _encoded_log_name(name: str) -> str:
+    """projects/P/logs/LOG_ID with the LOG_ID URL-encoded, as Google stores it."""
+    head, sep, log_id = name.partition("/logs/")
+    if not sep or "%" in log_id:
+        return name
+    return f"{head}/logs/{quote(log_id, safe='')}"
 
 
 def public(entry: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +228,11 @@ def register(router: Router, cloud: Cloud) -> LogStore:
                 '"timestamp desc".',
                 "order_by",
             )
-        size = int(body.get("pageSize") or 50)
+        size = body.get("pageSize") or 50
+        if isinstance(size, str) and size.lstrip("-").isdigit():
+            size = int(size)
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {size!r}", "page_size")
         if size < 0 or size > 1000:
             raise invalid(f"page_size must be between 0 and 1000, got {size}.", "page_size")
         rows = store.query(

@@ -31,11 +31,14 @@ class RunBackend:
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.data = cloud.store.collection(COLLECTION)
-        for key in ("services", "revisions", "operations"):
-            self.data.setdefault(key, {})
+        self.init()
         self.instances = Instances(cloud)
         self.front: Any = None  # run_front.Front, set by the server
         self.tasks: set[asyncio.Task[None]] = set()
+
+    def init(self) -> None:
+        for key in ("services", "revisions", "operations"):
+            self.data.setdefault(key, {})
 
     def save(self) -> None:
         self.cloud.store.save(COLLECTION)
@@ -289,12 +292,13 @@ class RunBackend:
         if self.front:
             await self.front.close()
 
-    async def reset(self) -> None:
+    async def stop_all(self) -> None:
+        """Stop every instance and listener (before a reset)."""
+        for task in list(self.tasks):
+            task.cancel()
         await self.instances.close()
         if self.front:
             await self.front.close()
-        for key in ("services", "revisions", "operations"):
-            self.data[key] = {}
 
 
 def _default_account(cloud: Cloud, service: dict[str, Any]) -> str:

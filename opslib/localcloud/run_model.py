@@ -13,6 +13,7 @@ import string
 from typing import Any
 
 from opslib import gcp_rules as g
+from opslib.localcloud import schema
 from opslib.localcloud.clock import duration_seconds, duration_text
 from opslib.localcloud.errors import ApiError, invalid
 
@@ -60,6 +61,79 @@ RESERVED_ENV_MESSAGE = (
 )
 
 
+_A, _S = "any", "scalar"
+CONTAINER_SCHEMA = {
+    k: _A
+    for k in (
+        "name",
+        "image",
+        "sourceCode",
+        "command",
+        "args",
+        "env",
+        "resources",
+        "ports",
+        "volumeMounts",
+        "workingDir",
+        "livenessProbe",
+        "startupProbe",
+        "readinessProbe",
+        "dependsOn",
+        "baseImageUri",
+        "buildInfo",
+    )
+}
+TEMPLATE_SCHEMA: dict[str, Any] = {
+    k: _A
+    for k in (
+        "revision",
+        "labels",
+        "annotations",
+        "scaling",
+        "vpcAccess",
+        "timeout",
+        "serviceAccount",
+        "volumes",
+        "executionEnvironment",
+        "encryptionKey",
+        "maxInstanceRequestConcurrency",
+        "serviceMesh",
+        "encryptionKeyRevocationAction",
+        "encryptionKeyShutdownDuration",
+        "sessionAffinity",
+        "healthCheckDisabled",
+        "nodeSelector",
+        "gpuZonalRedundancyDisabled",
+    )
+}
+TEMPLATE_SCHEMA["containers"] = [CONTAINER_SCHEMA]
+SERVICE_SCHEMA: dict[str, Any] = {
+    k: _A
+    for k in (
+        *OUTPUT_ONLY,
+        "name",
+        "description",
+        "labels",
+        "annotations",
+        "client",
+        "clientVersion",
+        "ingress",
+        "launchStage",
+        "binaryAuthorization",
+        "scaling",
+        "invokerIamDisabled",
+        "defaultUriDisabled",
+        "iapEnabled",
+        "multiRegionSettings",
+        "customAudiences",
+        "buildConfig",
+        "threatDetectionEnabled",
+    )
+}
+SERVICE_SCHEMA["template"] = TEMPLATE_SCHEMA
+SERVICE_SCHEMA["traffic"] = [{k: _S for k in ("type", "revision", "percent", "tag")}]
+
+
 def check_service_id(service_id: str) -> None:
     if not SERVICE_ID.match(service_id or ""):
         raise invalid(
@@ -71,6 +145,7 @@ def check_service_id(service_id: str) -> None:
 
 def normalize(service: dict[str, Any]) -> dict[str, Any]:
     """The service input with output-only fields dropped, enums named and defaults filled."""
+    service = schema.check(service, SERVICE_SCHEMA, "service")
     spec = {k: v for k, v in service.items() if k not in OUTPUT_ONLY and not k.startswith("_")}
     for key in spec.get("annotations") or {}:
         if RESERVED_ANNOTATION.match(key):

@@ -93,6 +93,11 @@ class Runner:
             if not self.advancing:
                 self.launch_due()
 
+    def init(self) -> None:
+        """Forget pending retries and forced runs (after a reset)."""
+        self.retries.clear()
+        self.forced.clear()
+
     def run_now(self, name: str) -> None:
         """:run — fire at once, even if the job is paused or already running."""
         self.forced.add(name)

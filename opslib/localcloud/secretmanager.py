@@ -51,10 +51,12 @@ class SecretManager:
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.data = cloud.store.collection(COLLECTION)
+        self.init()
+        self.save()
+
+    def init(self) -> None:
         self.data.setdefault("secrets", {})
         self.data.setdefault("versions", {})
-        (cloud.store.root / f"{COLLECTION}.json").touch(mode=0o600)
-        (cloud.store.root / f"{COLLECTION}.json").chmod(0o600)
 
     def save(self) -> None:
         self.cloud.store.save(COLLECTION)

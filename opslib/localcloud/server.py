@@ -106,11 +106,12 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
         return web.json_response({"token": tokens.mint(cloud, email, audience)})
 
     async def reset(_: web.Request) -> web.Response:
+        await cloud.services["run"].stop_all()
+        cloud.store.reset(keep=("localcloud", "projects"))
         for service in cloud.services.values():
-            clear = getattr(service, "reset", None)
-            if clear:
-                await clear()
-        cloud.store.reset()
+            init = getattr(service, "init", None)
+            if init:
+                init()
         cloud.logs.reset()
         return web.json_response({"status": "reset"})
 

@@ -36,10 +36,12 @@ class Storage:
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
         self.data = cloud.store.collection(COLLECTION)
-        self.data.setdefault("buckets", {})
-        self.data.setdefault("objects", {})
-        self.data.setdefault("uploads", {})
+        self.init()
         self.blobs: Path = cloud.store.dir("storage-blobs")
+
+    def init(self) -> None:
+        for key in ("buckets", "objects", "uploads"):
+            self.data.setdefault(key, {})
 
     def save(self) -> None:
         self.cloud.store.save(COLLECTION)

@@ -24,7 +24,8 @@ class Store:
     def collection(self, name: str) -> dict[str, Any]:
         if name not in self._collections:
             path = self._path(name)
-            self._collections[name] = json.loads(path.read_text()) if path.exists() else {}
+            text = path.read_text() if path.exists() else ""
+            self._collections[name] = json.loads(text) if text.strip() else {}
         return self._collections[name]
 
     def save(self, name: str) -> None:
@@ -35,10 +36,12 @@ class Store:
             handle.write(data)
         os.replace(tmp, path)
 
-    def reset(self) -> None:
+    def reset(self, keep: tuple[str, ...] = ()) -> None:
+        """Empty every collection in place (backends hold references to them)."""
         for name in list(self._collections):
-            self._collections[name] = {}
-            self.save(name)
+            if name not in keep:
+                self._collections[name].clear()
+                self.save(name)
 
     def dir(self, name: str) -> Path:
         """A folder for blobs (objects, images) that do not belong in JSON."""
