@@ -257,3 +257,17 @@ def test_attempt_deadline_gives_deadline_exceeded(sc, target):
         time.sleep(0.2)
         job = sc.get_job(name=f"{PARENT}/jobs/{name}")
     assert job.status.code == 4  # DEADLINE_EXCEEDED
+
+
+def test_lowercase_utc_zone_fires_like_utc(sc, target):
+    name = unique("utc")
+    job = sc.create_job(
+        parent=PARENT, job=job_body(name, target.url + "/x", time_zone="utc", schedule="0 0 1 1 *")
+    )
+    assert job.time_zone == "utc" and job.schedule_time.month == 1 and job.schedule_time.hour == 0
+    sc.run_job(name=job.name)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not sc.get_job(name=job.name).last_attempt_time:
+        time.sleep(0.05)
+    sent = [r for r in target.requests if r["headers"].get("X-CloudScheduler-JobName") == name]
+    assert sent and sent[0]["headers"]["X-CloudScheduler-ScheduleTime"].endswith("Z")

@@ -121,7 +121,6 @@ class LogStore:
             SEVERITIES.get(severity, "DEFAULT") if isinstance(severity, int) else severity
         )
         self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
-        self._file.flush()
         self._insert(entry)
         return entry
 
@@ -133,6 +132,7 @@ class LogStore:
             match = compile_filter(filter_text)
         except FilterError as exc:
             raise invalid(str(exc), "filter") from None
+        self._file.flush()
         prefixes = tuple(f"projects/{p}/" for p in projects)
         ordered = reversed(self.entries) if descending else self.entries
         return [e for e in ordered if e["logName"].startswith(prefixes) and match(e)]
@@ -146,6 +146,10 @@ class LogStore:
 
     def close(self) -> None:
         self._file.close()
+
+    def flush(self) -> None:
+        """Push buffered entries to the state file (the server does this every second)."""
+        self._file.flush()
 
 
 INT64_FIELDS = ("requestSize", "responseSize", "cacheFillBytes")

@@ -142,11 +142,10 @@ class RunBackend:
 
     def _create_revision(self, service: dict[str, Any]) -> dict[str, Any]:
         service_id = service["name"].rsplit("/", 1)[-1]
-        count = 1 + sum(
-            1 for r in self.data["revisions"].values() if r["service"] == service["name"]
-        )
         template = service["template"]
-        short = template.get("revision") or run_model.revision_name(service_id, count)
+        short = template.get("revision") or run_model.revision_name(
+            service_id, int(service["generation"])
+        )
         name = f"{service['name']}/revisions/{short}"
         if name in self.data["revisions"]:
             raise already_exists(f"revision named '{short}' already exists")

@@ -9,16 +9,18 @@ revision's timeout gets 504 while the instance keeps running. Every request is l
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from opslib.localcloud import run_model, tokens
 from opslib.localcloud.clock import duration_seconds
 from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.upstream import Pool, UpstreamError
 
 HOP_BY_HOP = {
     "connection",
@@ -61,17 +63,13 @@ class Front:
     def __init__(self, cloud: Cloud, run: Any) -> None:
         self.cloud, self.run = cloud, run
         self.sites: dict[str, web.AppRunner] = {}
-        self.session: aiohttp.ClientSession | None = None
+        self.pools: dict[int, Pool] = {}
         self.verified: dict[str, dict[str, Any]] = {}
 
     async def ensure(self, service: dict[str, Any]) -> None:
         """Listen on the service's URL (idempotent)."""
         if service["name"] in self.sites:
             return
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
-            )
         app = web.Application(client_max_size=32 * 1024 * 1024)
         name = service["name"]
 
@@ -92,9 +90,9 @@ class Front:
     async def close(self) -> None:
         for name in list(self.sites):
             await self.sites.pop(name).cleanup()
-        if self.session:
-            await self.session.close()
-            self.session = None
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
 
     def _authorized(self, service: dict[str, Any], request: web.Request) -> tuple[int, str] | None:
         """None when the request may pass; else (status, reason)."""
@@ -179,30 +177,28 @@ class Front:
                 "X-Forwarded-For": request.remote or "127.0.0.1",
             }
         )
-        assert self.run is not None and self.session is not None
-        url = f"http://127.0.0.1:{instance.port}{request.rel_url}"
+        pool = self.pools.get(instance.port)
+        if pool is None:
+            pool = self.pools[instance.port] = Pool(instance.port)
         try:
-            async with self.session.request(
+            upstream = await pool.request(
                 request.method,
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=max(timeout, 0.001)),
-            ) as upstream:
-                payload = await upstream.read()
-                out_headers = {
-                    k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
-                }
-                response = web.Response(status=upstream.status, body=payload, headers=out_headers)
+                str(request.rel_url),
+                list(headers.items()),
+                body,
+                max(timeout, 0.001),
+            )
         except TimeoutError:
             self._log(
                 service, revision, request, body, 504, 24, started, text=TIMEOUT_TEXT, trace=trace
             )
             return web.Response(status=504, text="upstream request timeout")
-        except aiohttp.ClientError:
+        except (UpstreamError, OSError):
             self._log(service, revision, request, body, 503, 0, started, trace=trace)
             return web.Response(status=503, text="Service Unavailable")
+        out = CIMultiDict((k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP)
+        response = web.Response(status=upstream.status, body=upstream.body, headers=out)
+        payload = upstream.body
         self._log(
             service, revision, request, body, response.status, len(payload), started, trace=trace
         )
@@ -254,4 +250,5 @@ class Front:
             entry["trace"] = f"projects/{project}/traces/{trace}"
         if text:
             entry["textPayload"] = text
-        self.cloud.logs.write(entry)
+        # Written after the response is on its way: logging is not on the request's path.
+        asyncio.get_running_loop().call_soon(self.cloud.logs.write, entry)

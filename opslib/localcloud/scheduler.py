@@ -87,8 +87,14 @@ class Scheduler:
         if job["state"] != "ENABLED":
             return None
         start = self.cloud.clock.now()
-        when = next(cron.iter_runs(job["schedule"], job.get("timeZone") or "UTC", start))
+        when = next(cron.iter_runs(job["schedule"], zone_name(job), start))
         return rfc3339(when)
+
+
+def zone_name(job: dict[str, Any]) -> str:
+    """The tz-database key for a job's zone (Scheduler also takes "utc" and no zone)."""
+    zone = job.get("timeZone") or "UTC"
+    return "UTC" if zone.lower() == "utc" else zone
 
 
 def _check_location(parent: str, location: str) -> None:

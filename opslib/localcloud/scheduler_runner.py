@@ -23,7 +23,7 @@ from opslib.localcloud import tokens
 from opslib.localcloud.clock import duration_seconds, parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import RPC_CODE
-from opslib.localcloud.scheduler import Scheduler
+from opslib.localcloud.scheduler import Scheduler, zone_name
 from opslib.localcloud.schema import b64decode
 
 HTTP_TO_RPC = {
@@ -221,7 +221,7 @@ class Runner:
 
     def _headers(self, job: dict[str, Any], pending: Pending) -> dict[str, str]:
         target = job["httpTarget"]
-        zone = ZoneInfo(job.get("timeZone") or "UTC")
+        zone = ZoneInfo(zone_name(job))
         scheduled = pending.schedule_time.astimezone(zone).isoformat(timespec="seconds")
         headers = {
             **target.get("headers", {}),

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from opslib.localcloud import (
@@ -60,7 +61,7 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     async def startup(app: web.Application) -> None:
         await runner.start()
         await run.resume()
-        app["reaper"] = asyncio.create_task(_reap(run))
+        app["reaper"] = asyncio.create_task(_housekeeping(cloud, run))
 
     async def cleanup(app: web.Application) -> None:
         app["reaper"].cancel()
@@ -76,11 +77,15 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     return app, router
 
 
-async def _reap(run: run_api.RunBackend) -> None:
-    """Scale idle min-0 revisions to zero, as Cloud Run does."""
+async def _housekeeping(cloud: Cloud, run: run_api.RunBackend) -> None:
+    """Flush logs to the state file each second; scale idle min-0 revisions to zero."""
+    tick = 0
     while True:
-        await asyncio.sleep(5)
-        await run.instances.reap(run.warm())
+        await asyncio.sleep(1)
+        cloud.logs.flush()
+        tick += 1
+        if tick % 5 == 0:
+            await run.instances.reap(run.warm())
 
 
 def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
@@ -120,6 +125,33 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
         stopped = await run.instances.reap(run.warm(), idle=0)
         return web.json_response({"stopped": stopped})
 
+    async def instances(_: web.Request) -> web.Response:
+        running = cloud.services["run"].instances.running
+        return web.json_response(
+            {
+                "instances": [
+                    {
+                        "revision": name,
+                        "port": i.port,
+                        "pid": i.process.pid,
+                        "instanceId": i.instance_id,
+                    }
+                    for name, i in running.items()
+                ]
+            }
+        )
+
+    async def build_log(request: web.Request) -> web.Response:
+        build_id = request.match_info["build"]
+        lines = [
+            e.get("textPayload", "")
+            for e in cloud.logs.entries
+            if e["resource"].get("labels", {}).get("build_id") == build_id
+        ]
+        if not lines:
+            return web.Response(status=404, text=f"no log for build {build_id}\n")
+        return web.Response(text="\n".join(lines) + "\n")
+
     async def routes(_: web.Request) -> web.Response:
         return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
 
@@ -130,6 +162,8 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
     app.router.add_post(f"{CONTROL}/reset", reset)
     app.router.add_get(f"{CONTROL}/routes", routes)
     app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
+    app.router.add_get(f"{CONTROL}/instances", instances)
+    app.router.add_get(CONTROL + "/builds/{build}", build_log)
 
 
 async def serve(state: Path, port: int) -> None:
@@ -162,7 +196,8 @@ def main() -> None:
     parser.add_argument("--state", type=Path, default=Path(".localcloud"))
     args = parser.parse_args()
     args.state.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.state.resolve(), args.port))
+    # uvloop takes ~0.3 ms off every request through a service's front (benchmarks/).
+    uvloop.run(serve(args.state.resolve(), args.port))
 
 
 if __name__ == "__main__":
