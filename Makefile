@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/localcloud_proxy.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

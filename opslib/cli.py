@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -45,13 +46,56 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     results: list[runner.StepResult] = []
     try:
-        results = runner.run(
-            Path(args.params), source=args.source, runs=args.runs, fresh=args.fresh
+        runner.run(
+            Path(args.params),
+            source=args.source,
+            runs=args.runs,
+            fresh=args.fresh,
+            results=results,
         )
-    finally:
+    finally:  # the table shows the steps that ran, the failed one included
         if results:
             print(f"\n{_table(runner.summary_frame(results))}")
     return 0
+
+
+def cmd_localcloud(args: argparse.Namespace) -> int:
+    from opslib.localcloud import control
+
+    state = Path(args.state)
+    if args.action == "start":
+        if not args.detach:
+            print(f"localcloud on http://127.0.0.1:{args.port} (state {state}); Ctrl-C stops it")
+        try:
+            running = control.start(state, args.port, detach=args.detach)
+        except RuntimeError as exc:
+            raise OpslibError("localcloud", str(exc), f"see {state}/server.log") from None
+        print(f"localcloud running at {running.url} (pid {running.pid}, state {state})")
+        return 0
+    if args.action == "stop":
+        print("localcloud stopped" if control.stop(state) else "localcloud was not running")
+        return 0
+    running = control.read(state)
+    if running is None:
+        print(f"localcloud is not running (state {state})", file=sys.stderr)
+        return 1
+    if args.action == "status":
+        print(f"localcloud running at {running.url} (pid {running.pid}, state {state})")
+    else:
+        for name, value in control.environment(running.url).items():
+            print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def _localcloud_parser(sub: argparse._SubParsersAction) -> None:
+    from opslib.localcloud.control import DEFAULT_PORT, DEFAULT_STATE
+
+    lc = sub.add_parser("localcloud", help="the local Google Cloud: start, stop, status, env")
+    lc.add_argument("action", choices=["start", "stop", "status", "env"])
+    lc.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    lc.add_argument("--state", type=Path, default=DEFAULT_STATE, help="where its state lives")
+    lc.add_argument("--detach", action="store_true", help="start in the background")
+    lc.set_defaults(func=cmd_localcloud)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=Path, default=Path("runs"))
     run.add_argument("--fresh", action="store_true", help="copy service/ again")
     run.set_defaults(func=cmd_run)
+    _localcloud_parser(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import lc
@@ -135,3 +136,33 @@ def test_env_points_clients_at_localcloud():
     assert env["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER"] == "http://127.0.0.1:8780/"
     assert env["STORAGE_EMULATOR_HOST"] == "http://127.0.0.1:8780"
     assert env["CLOUDSDK_AUTH_DISABLE_CREDENTIALS"] == "true"
+
+
+def test_cli_start_status_env_stop(tmp_path):
+    from conftest import tool
+
+    state = str(tmp_path / "cli-state")
+    opslib = tool("opslib")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [opslib, "localcloud", *args, "--state", state],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert cli("status").returncode == 1
+    started = cli("start", "--detach", "--port", "0")
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.split(" at ")[1].split()[0]
+    assert url.startswith("http://127.0.0.1:")
+    assert url in cli("status").stdout
+    env = dict(
+        line.removeprefix("export ").split("=", 1) for line in cli("env").stdout.splitlines()
+    )
+    assert env["CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"] == f"{url}/"
+    assert env["STORAGE_EMULATOR_HOST"] == url
+    assert cli("stop").stdout.strip() == "localcloud stopped"
+    assert processes_under(Path(state)) == []
+    assert cli("status").returncode == 1
