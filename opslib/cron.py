@@ -26,7 +26,9 @@ FIELDS = (
     ("day-of-week", "0-6 or SUN-SAT, 7 is Sunday"),
 )
 _NAMES = r"JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT"
-_FIELD_SYNTAX = re.compile(rf"^(\*|\d+|{_NAMES})(-(\d+|{_NAMES}))?(/\d+)?$", re.IGNORECASE)
+_FIELD_SYNTAX = re.compile(
+    rf"(\*|[0-9]+|{_NAMES})(-([0-9]+|{_NAMES}))?(/[0-9]+)?", re.IGNORECASE | re.ASCII
+)
 FORMAT_RULE = (
     "Cloud Scheduler takes unix-cron: 5 fields, minute hour day-of-month month day-of-week, "
     "with *, a-b ranges, /n steps and , lists (no L, W, #, ? or seconds)"
@@ -44,7 +46,7 @@ def validate(expr: str) -> None:
         )
     for text, (name, allowed) in zip(fields, FIELDS, strict=True):
         for part in text.split(","):
-            if not _FIELD_SYNTAX.match(part):
+            if not _FIELD_SYNTAX.fullmatch(part):
                 raise RuleBroken(
                     f"{FORMAT_RULE}; the {name} field {text!r} is not valid",
                     f"use {allowed} in the {name} field, e.g. {EXAMPLE}",
@@ -68,9 +70,14 @@ def _field_of(message: str) -> tuple[str, str]:
 
 def iter_runs(expr: str, time_zone: str, start: datetime | None = None) -> Iterator[datetime]:
     """Run times after `start`, on the wall clock of `time_zone`, as Scheduler fires them."""
-    zone = ZoneInfo(time_zone)
+    zone = zone_info(time_zone)
     start = (start or datetime.now(UTC)).astimezone(zone)
     return CronSim(expr, start)
+
+
+def zone_info(time_zone: str) -> ZoneInfo:
+    """The zone for a name Scheduler accepts; Scheduler takes `utc`, the tz database only `UTC`."""
+    return ZoneInfo("UTC" if time_zone == "utc" else time_zone)
 
 
 def next_runs(expr: str, time_zone: str, count: int = 5, start: datetime | None = None):
@@ -114,7 +121,7 @@ _ABBREVIATIONS = {
     "MST7MDT": "America/Denver",
     "PST8PDT": "America/Los_Angeles",
 }
-_ABBREVIATION = re.compile(r"^[A-Z]{2,5}(\d[A-Z]{3})?$")
+_ABBREVIATION = re.compile(r"[A-Z]{2,5}([0-9][A-Z]{3})?")
 TIME_ZONE_RULE = (
     "Cloud Scheduler takes a tz-database name such as Asia/Seoul or Etc/UTC, "
     "not an abbreviation (KST, EST, PST8PDT)"
@@ -127,7 +134,7 @@ def validate_time_zone(name: str) -> None:
     if text in ("UTC", "utc", "GMT"):
         return
     suggestion = _ABBREVIATIONS.get(text.upper())
-    if suggestion or _ABBREVIATION.match(text):
+    if suggestion or _ABBREVIATION.fullmatch(text):
         fix = f"use time_zone: {suggestion or 'Area/City, e.g. Asia/Seoul'}"
         raise RuleBroken(f"{TIME_ZONE_RULE}; {text!r} is an abbreviation", fix)
     zones = available_timezones()

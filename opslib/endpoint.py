@@ -8,12 +8,22 @@ the result must compile, and it is written atomically or not at all.
 
 from __future__ import annotations
 
+import ast
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
 
-from opslib.endpoint_source import EndpointFile, Route, parse
+from opslib.endpoint_source import (
+    EndpointFile,
+    JobImport,
+    Route,
+    dotted,
+    job_imports,
+    parse,
+    strings,
+)
 from opslib.errors import BadInput
 from opslib.fsutil import atomic_write
 from opslib.plan import Change, Plan
@@ -21,6 +31,7 @@ from opslib.scaffold import render
 from opslib.spec import Spec
 
 ENDPOINT_FILE = "batch_endpoint.py"
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass
@@ -35,49 +46,14 @@ class Patch:
 def plan(spec: Spec, service_dir: Path) -> Patch:
     """Compute the patched source without writing anything."""
     path = Path(service_dir) / ENDPOINT_FILE
-    source = _read(path)
-    try:
-        info = parse(source)
-    except cst.ParserSyntaxError as exc:
-        raise BadInput(
-            f"{path}:{exc.raw_line}",
-            f"is not valid Python: {exc.message}",
-            "fix the syntax error, then run step 2 again",
-        ) from None
-    job, result = spec.job, Plan()
-    module = info.module
-    existing = info.route_for(job.route)
-    if existing is not None:
-        _check_same_target(path, existing, spec)
-        result.add(Change("endpoint", f"route {job.route}", "no change", detail=existing.name))
-    else:
-        _check_free_name(path, info, spec)
-        _require_helpers(path, info, spec)
-        module = _add_route(module, info, spec)
-        result.add(Change("endpoint", f"route {job.route}", "create", detail=f"{job.view}()"))
-    if info.is_registered(job.route):
-        result.add(Change("endpoint", f"index() entry {job.route}", "no change"))
-    else:
-        if info.index_list is None:
-            raise BadInput(
-                str(path),
-                "index() has no endpoint list to register the route in",
-                "give index() a list, e.g. endpoints = ['/health'], and return it",
-            )
-        module = module.deep_replace(info.index_list, _append_entry(info.index_list, spec))
-        result.add(Change("endpoint", f"index() entry {job.route}", "create"))
+    info = _parse(path, _read(path))
+    result = Plan()
+    module = _plan_route(path, info, spec, result)
+    module = _plan_entry(path, info, spec, module, result)
     if not result.pending:
         return Patch(path, result, None)
-    module = _ensure_imports(module, spec)
-    new_source = module.code
-    try:
-        compile(new_source, str(path), "exec")
-    except SyntaxError as exc:  # pragma: no cover - a libcst bug would land here
-        raise BadInput(
-            str(path),
-            f"the patched file does not compile: {exc}",
-            "report this; the file was not changed",
-        ) from None
+    new_source = _ensure_imports(module).code
+    _verify(path, new_source, spec)
     return Patch(path, result, new_source)
 
 
@@ -90,36 +66,144 @@ def patch_endpoint(spec: Spec, service_dir: Path, *, dry_run: bool = False) -> P
 
 
 def _read(path: Path) -> str:
+    """The file exactly as stored: newline="" keeps CRLF line ends for libcst to reproduce."""
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         raise BadInput(
             str(path), "not found", "pass the service folder with --service-dir"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(str(path), f"cannot be read as UTF-8 text: {exc}", "fix the file") from None
 
 
-def _target_module(route: Route) -> str | None:
-    """The `scripts...` module a route imports its job from."""
-    found: list[str] = []
+def _parse(path: Path, source: str) -> EndpointFile:
+    try:
+        return parse(source)
+    except cst.ParserSyntaxError as exc:
+        raise BadInput(
+            f"{path}:{exc.raw_line}",
+            f"is not valid Python: {exc.message}",
+            "fix the syntax error, then run step 2 again",
+        ) from None
 
-    class Find(cst.CSTVisitor):
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            if node.module is not None:
-                found.append(cst.Module([]).code_for_node(node.module))
 
-    route.function.visit(Find())
-    return next((m for m in found if m.startswith("scripts")), found[0] if found else None)
+def _plan_route(path: Path, info: EndpointFile, spec: Spec, result: Plan) -> cst.Module:
+    """The module with the job's route added, unless a route already serves the same job."""
+    job = spec.job
+    existing = info.route_for(job.route)
+    if existing is not None:
+        _check_same_target(path, existing, spec)
+        result.add(Change("endpoint", f"route {job.route}", "no change", detail=existing.name))
+        return info.module
+    _check_free_name(path, info, spec)
+    _require_helpers(path, info, spec)
+    result.add(Change("endpoint", f"route {job.route}", "create", detail=f"{job.view}()"))
+    return _add_route(info.module, info, spec)
+
+
+def _plan_entry(
+    path: Path, info: EndpointFile, spec: Spec, module: cst.Module, result: Plan
+) -> cst.Module:
+    """The module with the route listed in index(), unless it is listed already."""
+    route = spec.job.route
+    if info.is_registered(route):
+        result.add(Change("endpoint", f"index() entry {route}", "no change"))
+        return module
+    if info.index_list is None:
+        raise BadInput(
+            str(path),
+            "index() has no endpoint list to register the route in",
+            "give index() a list, e.g. endpoints = ['/health'], and return it",
+        )
+    result.add(Change("endpoint", f"index() entry {route}", "create"))
+    entry = _append_entry(info.index_list, spec, info)
+    return module.deep_replace(info.index_list, entry)
+
+
+def _verify(path: Path, new_source: str, spec: Spec) -> None:
+    """The patched file must compile, serve the route and list it, or nothing is written."""
+    try:
+        compile(new_source, str(path), "exec")
+    except SyntaxError as exc:  # pragma: no cover - a libcst bug would land here
+        raise BadInput(
+            str(path),
+            f"the patched file does not compile: {exc}",
+            "report this; the file was not changed",
+        ) from None
+    after = parse(new_source)
+    route = spec.job.route
+    if after.route_for(route) is None or not after.is_registered(route):
+        raise BadInput(
+            str(path),
+            f"step 2 could not register {route} in index()'s list (its entries are not plain "
+            f"strings or dicts with a path); the file was not changed",
+            f"add '{route}' to index()'s list by hand, then run step 2 again",
+        )
 
 
 def _check_same_target(path: Path, route: Route, spec: Spec) -> None:
-    target, wanted = _target_module(route), f"scripts.batch.{spec.job.module}"
-    if target != wanted:
+    """An existing route must run this job, with this method, through the name step 1 writes."""
+    imports = job_imports(route.function)
+    target, wanted = (imports[0] if imports else None), f"scripts.batch.{spec.job.module}"
+    if target is None or target.module != wanted:
         raise BadInput(
             f"{path}: route {spec.job.route}",
-            f"already exists and runs {target or 'no imported job'} in {route.name}(), "
-            f"not {wanted}",
+            f"already exists and runs {target.module if target else 'no imported job'} in "
+            f"{route.name}(), not {wanted}",
             "rename job.name in the parameters file, or remove the old route by hand",
         )
+    _check_methods(path, route, spec)
+    _check_imported_name(path, route, target, spec)
+
+
+def _check_methods(path: Path, route: Route, spec: Spec) -> None:
+    method = spec.schedule.http_method
+    served = set(route.methods) | ({"HEAD"} if "GET" in route.methods else set())
+    if method not in served:
+        raise BadInput(
+            f"{path}: route {spec.job.route}",
+            f"already exists in {route.name}() for {', '.join(route.methods)}, but "
+            f"schedule.http_method is {method}: Scheduler's calls would get 405",
+            f"change {route.name}()'s methods to ['{method}'], or set schedule.http_method: "
+            f"{route.methods[0]}",
+        )
+
+
+def _check_imported_name(path: Path, route: Route, target: JobImport, spec: Spec) -> None:
+    """The route imports what step 1 writes, or what the (hand-written) job module defines."""
+    job = spec.job
+    expected = job.class_name if job.pattern == "class" else job.module
+    if not target.names or expected in target.names:
+        return
+    module_file = path.parent.joinpath(*target.module.split(".")).with_suffix(".py")
+    if set(target.names) <= _top_level_names(module_file):
+        return
+    raise BadInput(
+        f"{path}: route {job.route}",
+        f"already exists and imports {', '.join(target.names)} from {target.module}, but step 1 "
+        f"writes {expected} there ({job.pattern} pattern)",
+        f"import {expected} in {route.name}(), set job.pattern to the route's pattern, "
+        "or remove the old route by hand",
+    )
+
+
+def _top_level_names(module_file: Path) -> set[str]:
+    """Names a job module defines at top level; empty if it is missing or does not parse."""
+    try:
+        tree = ast.parse(module_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def _check_free_name(path: Path, info: EndpointFile, spec: Spec) -> None:
@@ -194,13 +278,13 @@ def _insert_at(module: cst.Module, info: EndpointFile) -> int:
     return len(module.body)
 
 
-def _append_entry(index_list: cst.List, spec: Spec) -> cst.List:
+def _append_entry(index_list: cst.List, spec: Spec, info: EndpointFile) -> cst.List:
     """index_list plus the new route, shaped like the entries already there.
 
     A comment after the old last entry stays on that entry's line; the new entry takes the
     old last entry's place before the closing bracket.
     """
-    new_value = _entry_like(index_list, spec)
+    new_value = _entry_like(index_list, spec, info)
     elements = list(index_list.elements)
     if not elements:
         return index_list.with_changes(elements=[cst.Element(new_value)])
@@ -243,66 +327,124 @@ def _without_comment(space: cst.BaseParenthesizableWhitespace) -> cst.BaseParent
     return space
 
 
-def _entry_like(index_list: cst.List, spec: Spec) -> cst.BaseExpression:
-    """A string entry in the list's quote style (and 'METHOD /path' form if used)."""
+def _entry_like(index_list: cst.List, spec: Spec, info: EndpointFile) -> cst.BaseExpression:
+    """A string like the last entry, a copy of a structured entry with a path, or a plain path."""
     route, method = spec.job.route, spec.schedule.http_method
     sample = index_list.elements[-1].value if index_list.elements else None
-    if sample is not None and not isinstance(sample, cst.SimpleString):
-        return _replace_strings(sample, route, method)
-    quote = sample.value[-1] if isinstance(sample, cst.SimpleString) else '"'
-    text = route
-    if isinstance(sample, cst.SimpleString) and " /" in str(sample.evaluated_value):
-        text = f"{method} {route}"
-    return cst.SimpleString(f"{quote}{text}{quote}")
+    if isinstance(sample, cst.SimpleString):
+        text = f"{method} {route}" if " /" in str(sample.evaluated_value) else route
+        return cst.SimpleString(_literal(text, sample.value[-1]))
+    if sample is not None and any(text.startswith("/") for text in strings(sample)):
+        return sample.visit(_EntryCopy(spec))
+    return cst.SimpleString(_literal(route, _quote(info)))
 
 
-def _replace_strings(sample: cst.BaseExpression, route: str, method: str) -> cst.BaseExpression:
-    """A copy of a structured entry (e.g. a dict) with its path and method replaced."""
+class _EntryCopy(cst.CSTTransformer):
+    """Copy a structured entry so that none of the copied entry's own text carries over."""
 
-    class Replace(cst.CSTTransformer):
-        def leave_SimpleString(self, original: cst.SimpleString, updated: cst.SimpleString):
-            value = str(original.evaluated_value)
-            quote = original.value[-1]
-            if value.startswith("/"):
-                return updated.with_changes(value=f"{quote}{route}{quote}")
-            if value.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
-                return updated.with_changes(value=f"{quote}{method}{quote}")
-            return updated
+    def __init__(self, spec: Spec) -> None:
+        super().__init__()
+        self.spec, self.keys = spec, [""]
 
-    return sample.visit(Replace())
+    def visit_DictElement(self, node: cst.DictElement) -> bool:
+        key = node.key
+        self.keys.append(str(key.evaluated_value) if isinstance(key, cst.SimpleString) else "")
+        return True
+
+    def leave_DictElement(
+        self, original: cst.DictElement, updated: cst.DictElement
+    ) -> cst.DictElement:
+        self.keys.pop()
+        return updated.with_changes(key=original.key)
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        self.keys.append(node.keyword.value if node.keyword else "")
+        return True
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        self.keys.pop()
+        return updated
+
+    def leave_SimpleString(
+        self, original: cst.SimpleString, updated: cst.SimpleString
+    ) -> cst.SimpleString:
+        text = _entry_text(str(original.evaluated_value), self.keys[-1], self.spec)
+        return updated.with_changes(value=_literal(text, original.value[-1]))
 
 
-def _ensure_imports(module: cst.Module, spec: Spec) -> cst.Module:
+def _entry_text(value: str, key: str, spec: Spec) -> str:
+    job, method = spec.job, spec.schedule.http_method
+    verb, _, rest = value.partition(" ")
+    if value.startswith("/"):
+        return job.route
+    if verb.upper() in HTTP_METHODS and rest.startswith("/"):
+        return f"{method} {job.route}"
+    if value.upper() in HTTP_METHODS:
+        return method
+    if "desc" in key.lower():
+        return job.description
+    return job.name if key.lower() in ("name", "job", "id") else ""
+
+
+def _literal(text: str, quote: str) -> str:
+    """A Python string literal for `text` in the given quote character."""
+    body = json.dumps(text, ensure_ascii=False)[1:-1]  # escapes \\, ", and control characters
+    if quote == "'":
+        body = body.replace('\\"', '"').replace("'", "\\'")
+    return f"{quote}{body}{quote}"
+
+
+def _ensure_imports(module: cst.Module) -> cst.Module:
     """The names the route uses: flask's request and jsonify, and job_run."""
     module = _ensure_from_import(module, "flask", ["jsonify", "request"])
     return _ensure_from_import(module, "scripts.common.logs", ["job_run"])
 
 
 def _ensure_from_import(module: cst.Module, source: str, names: list[str]) -> cst.Module:
+    """Bind each of `names` from `source`, judged by the name an import binds (`x as y` is y)."""
+    imports = [
+        (i, small)
+        for i, statement in enumerate(module.body)
+        for small in _from_imports(statement, source)
+    ]
+    bound = {a.evaluated_alias or a.evaluated_name for _, small in imports for a in small.names}
+    missing = [name for name in names if name not in bound]
+    if not missing:
+        return module
     body = list(module.body)
-    last_import = -1
-    for i, statement in enumerate(body):
-        if not isinstance(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            if isinstance(small, cst.Import | cst.ImportFrom):
-                last_import = i
-            if (
-                isinstance(small, cst.ImportFrom)
-                and small.module is not None
-                and cst.Module([]).code_for_node(small.module) == source
-                and not isinstance(small.names, cst.ImportStar)
-            ):
-                have = {alias.evaluated_name for alias in small.names}
-                missing = [n for n in names if n not in have]
-                if not missing:
-                    return module
-                new_small = small.with_changes(names=_with_aliases(list(small.names), missing))
-                body[i] = statement.deep_replace(small, new_small)
-                return module.with_changes(body=body)
-    line = cst.parse_statement(f"from {source} import {', '.join(names)}\n")
-    body.insert(last_import + 1, line)
+    if imports:
+        i, small = imports[0]
+        new_small = small.with_changes(names=_with_aliases(list(small.names), missing))
+        body[i] = body[i].deep_replace(small, new_small)
+    else:
+        line = cst.parse_statement(f"from {source} import {', '.join(missing)}\n")
+        body.insert(_last_import(module) + 1, line)
     return module.with_changes(body=body)
+
+
+def _from_imports(statement: cst.CSTNode, source: str) -> list[cst.ImportFrom]:
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return []
+    return [
+        small
+        for small in statement.body
+        if isinstance(small, cst.ImportFrom)
+        and small.module is not None
+        and dotted(small.module) == source
+        and not isinstance(small.names, cst.ImportStar)
+    ]
+
+
+def _last_import(module: cst.Module) -> int:
+    return max(
+        (
+            i
+            for i, statement in enumerate(module.body)
+            if isinstance(statement, cst.SimpleStatementLine)
+            and any(isinstance(small, cst.Import | cst.ImportFrom) for small in statement.body)
+        ),
+        default=-1,
+    )
 
 
 def _with_aliases(aliases: list[cst.ImportAlias], missing: list[str]) -> list[cst.ImportAlias]:

@@ -7,6 +7,7 @@ non-JSON body must not fail); 4. the job's result carries processed and error co
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,15 @@ import pandas as pd
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from opslib.endpoint import ENDPOINT_FILE
-from opslib.endpoint_source import Route, parse
+from opslib.endpoint_source import EndpointFile, JobImport, Route, dotted, job_imports, parse
 from opslib.errors import BadInput
 
 COLUMNS = ["file", "line", "route", "check", "finding", "fix"]
 ERROR_KEYS = ("errors", "error_count", "errors_count", "failed")
 JOB_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+Add = Callable[[cst.CSTNode, str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -36,22 +40,15 @@ class Finding:
 def lint(service_dir: Path) -> pd.DataFrame:
     """Every checklist finding in the service's endpoint file, as a table (empty when clean)."""
     path = Path(service_dir) / ENDPOINT_FILE
-    try:
-        info = parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(
-            str(path), "not found", "pass the folder that holds batch_endpoint.py"
-        ) from None
-    except cst.ParserSyntaxError as exc:
-        raise BadInput(
-            f"{path}:{exc.raw_line}",
-            f"is not valid Python: {exc.message}",
-            "fix the syntax error first",
-        ) from None
+    info = _read(path)
     wrapper = MetadataWrapper(info.module, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
-    parents = wrapper.resolve(ParentNodeProvider)
-    module_imports = _module_level_job_imports(info.module)
+    context = _Context(
+        service_dir=Path(service_dir),
+        parents=wrapper.resolve(ParentNodeProvider),
+        module_imports=_module_level_job_imports(info.module),
+        request_names=_request_names(info.module),
+    )
     findings: list[Finding] = []
     for route in info.routes:
         if not _is_job_route(route):
@@ -61,54 +58,86 @@ def lint(service_dir: Path) -> pd.DataFrame:
             line = positions[node].start.line
             findings.append(Finding(str(path), line, route.path, check, finding, fix))
 
-        if not info.is_registered(route.path):
-            add(
-                route.function,
-                "registered in index()",
-                f"{route.path} is not in index()'s list",
-                f"add '{route.path}' to the endpoints list in index()",
-            )
-        _check_import(route, module_imports, add)
-        _check_body(route, parents, add)
-        _check_counts(route, Path(service_dir), add)
+        _check_route(info, route, context, add)
     return pd.DataFrame([f.__dict__ for f in findings], columns=COLUMNS)
+
+
+@dataclass
+class _Context:
+    """What every route's checks need to know about the file around it."""
+
+    service_dir: Path
+    parents: Mapping[cst.CSTNode, cst.CSTNode]
+    module_imports: dict[str, cst.CSTNode]
+    request_names: set[str]
+
+
+def _read(path: Path) -> EndpointFile:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(
+            str(path), "not found", "pass the folder that holds batch_endpoint.py"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(str(path), f"cannot be read as UTF-8 text: {exc}", "fix the file") from None
+    except cst.ParserSyntaxError as exc:
+        raise BadInput(
+            f"{path}:{exc.raw_line}",
+            f"is not valid Python: {exc.message}",
+            "fix the syntax error first",
+        ) from None
+
+
+def _check_route(info: EndpointFile, route: Route, context: _Context, add: Add) -> None:
+    if not info.is_registered(route.path):
+        add(
+            route.function,
+            "registered in index()",
+            f"{route.path} is not in index()'s list",
+            f"add '{route.path}' to the endpoints list in index()",
+        )
+    _check_import(route, context.module_imports, add)
+    _check_body(route, context, add)
+    _check_counts(route, context.service_dir, add)
 
 
 def _is_job_route(route: Route) -> bool:
     return bool(JOB_METHODS & set(route.methods)) or route.path.startswith("/run-")
 
 
-def _imports_in(node: cst.CSTNode) -> list[tuple[str, list[str], cst.CSTNode]]:
-    found: list[tuple[str, list[str], cst.CSTNode]] = []
-
-    class Find(cst.CSTVisitor):
-        def visit_ImportFrom(self, imp: cst.ImportFrom) -> None:
-            if imp.module is not None and not isinstance(imp.names, cst.ImportStar):
-                module = cst.Module([]).code_for_node(imp.module)
-                found.append((module, [a.evaluated_name for a in imp.names], imp))
-
-        def visit_Import(self, imp: cst.Import) -> None:
-            for alias in imp.names:
-                found.append((alias.evaluated_name, [], imp))
-
-    node.visit(Find())
-    return found
-
-
 def _module_level_job_imports(module: cst.Module) -> dict[str, cst.CSTNode]:
-    """Names imported at module level from job modules (scripts.*, except the service's own)."""
+    """Names bound at module level by job imports (scripts.*, except scripts.common)."""
     names: dict[str, cst.CSTNode] = {}
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine):
-            for source, imported, node in _imports_in(statement):
-                if source.startswith("scripts") and not source.startswith("scripts.common"):
-                    names.update({name: node for name in imported})
+            for found in job_imports(statement):
+                names.update({name.split(".")[0]: found.node for name in found.bound})
     return names
 
 
-def _check_import(route: Route, module_imports: dict[str, cst.CSTNode], add) -> None:
-    inside = [m for m, _, _ in _imports_in(route.function) if m.startswith("scripts")]
-    if inside:
+def _request_names(module: cst.Module) -> set[str]:
+    """Names flask's request goes by in this file: `request`, and any `request as X`."""
+    names = {"request"}
+    for statement in module.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if (
+                    isinstance(small, cst.ImportFrom)
+                    and small.module is not None
+                    and dotted(small.module) == "flask"
+                    and not isinstance(small.names, cst.ImportStar)
+                ):
+                    names.update(
+                        a.evaluated_alias
+                        for a in small.names
+                        if a.evaluated_name == "request" and a.evaluated_alias
+                    )
+    return names
+
+
+def _check_import(route: Route, module_imports: dict[str, cst.CSTNode], add: Add) -> None:
+    if job_imports(route.function):
         return
     used = {n.value for n in _names_in(route.function)}
     eager = sorted(used & set(module_imports))
@@ -139,63 +168,83 @@ def _names_in(node: cst.CSTNode) -> list[cst.Name]:
     return found
 
 
-def _check_body(route: Route, parents, add) -> None:
+def _check_body(route: Route, context: _Context, add: Add) -> None:
     """`request.json` and bare `get_json()` fail on an empty or non-JSON body."""
     fix = "read it as: data = request.get_json(silent=True) or {}"
 
     class Find(cst.CSTVisitor):
         def visit_Attribute(self, node: cst.Attribute) -> None:
-            if not (isinstance(node.value, cst.Name) and node.value.value == "request"):
+            if not _is_request(node.value, context.request_names):
                 return
-            attr = node.attr.value
-            if attr == "json":
+            if node.attr.value == "json":
                 add(node, "empty body", "request.json fails (415/400) on an empty body", fix)
-            elif attr == "get_json":
-                call = parents[node]
-                if not isinstance(call, cst.Call):
-                    return
-                silent = any(
-                    a.keyword and a.keyword.value == "silent" and _is_true(a.value)
-                    for a in call.args
-                )
-                if not silent:
-                    add(
-                        node,
-                        "empty body",
-                        "get_json() without silent=True fails on a non-JSON body",
-                        fix,
-                    )
-                elif not _or_default(call, parents):
-                    add(
-                        node,
-                        "empty body",
-                        "get_json(silent=True) is None for an empty body; no `or {}`",
-                        fix,
-                    )
+            elif node.attr.value == "get_json":
+                problem = _get_json_problem(node, context.parents)
+                if problem:
+                    add(node, "empty body", problem, fix)
 
     route.function.visit(Find())
+
+
+def _is_request(node: cst.BaseExpression, names: set[str]) -> bool:
+    if isinstance(node, cst.Name):
+        return node.value in names
+    return isinstance(node, cst.Attribute) and dotted(node) == "flask.request"
+
+
+def _get_json_problem(node: cst.Attribute, parents: Mapping) -> str | None:
+    call = parents[node]
+    if not isinstance(call, cst.Call):
+        return None
+    silent = any(a.keyword and a.keyword.value == "silent" and _is_true(a.value) for a in call.args)
+    if not silent:
+        return "get_json() without silent=True fails on a non-JSON body"
+    if not _or_default(call, parents):
+        return "get_json(silent=True) is None for an empty body; no `or {}`"
+    return None
 
 
 def _is_true(node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Name) and node.value == "True"
 
 
-def _or_default(call: cst.Call, parents) -> bool:
+def _or_default(call: cst.Call, parents: Mapping) -> bool:
+    """`get_json(...) or {}`, or `x = get_json(...)` followed at once by `x = x or {}`."""
     parent = parents.get(call)
+    if isinstance(parent, cst.BooleanOperation):
+        return isinstance(parent.operator, cst.Or) and parent.left is call
+    if not (isinstance(parent, cst.Assign) and len(parent.targets) == 1):
+        return False
+    target = parent.targets[0].target
+    line = parents.get(parent)
+    block = parents.get(line) if line is not None else None
+    if not isinstance(target, cst.Name) or not hasattr(block, "body"):
+        return False
+    body = list(block.body)  # type: ignore[union-attr]
+    at = body.index(line)
+    following = body[at + 1] if at + 1 < len(body) else None
+    return _is_or_default_of(following, target.value)
+
+
+def _is_or_default_of(statement: cst.CSTNode | None, name: str) -> bool:
+    if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+        return False
+    small = statement.body[0]
     return (
-        isinstance(parent, cst.BooleanOperation)
-        and isinstance(parent.operator, cst.Or)
-        and parent.left is call
+        isinstance(small, cst.Assign)
+        and [dotted(t.target) for t in small.targets] == [name]
+        and isinstance(small.value, cst.BooleanOperation)
+        and isinstance(small.value.operator, cst.Or)
+        and dotted(small.value.left) == name
     )
 
 
-def _check_counts(route: Route, service_dir: Path, add) -> None:
+def _check_counts(route: Route, service_dir: Path, add: Add) -> None:
     """The job's returned dicts must carry processed and error counts."""
-    targets = [(m, names) for m, names, _ in _imports_in(route.function) if m.startswith("scripts")]
-    if not targets:
+    imports = job_imports(route.function)
+    if not imports:
         return
-    module, names = targets[0]
-    path = service_dir.joinpath(*module.split(".")).with_suffix(".py")
+    module, path, names = _job_source(imports[0], route.function, service_dir)
     fix = 'return {"processed": N, "errors": M, ...} from the job'
     if not path.is_file():
         add(
@@ -221,6 +270,34 @@ def _check_counts(route: Route, service_dir: Path, add) -> None:
                 fix,
             )
             return
+
+
+def _job_source(
+    found: JobImport, function: cst.FunctionDef, service_dir: Path
+) -> tuple[str, Path, list[str]]:
+    """The job's module, its file, and the names the route uses from it."""
+    module, names = found.module, list(found.names)
+    if names and not _file_of(service_dir, module).is_file():
+        module, names = f"{module}.{names[0]}", []  # `from scripts.batch import x`: x is a module
+    if not names:  # a module import: the names are the attributes the route reads from it
+        names = _attributes_of(function, found.bound[0])
+    return module, _file_of(service_dir, module), names
+
+
+def _file_of(service_dir: Path, module: str) -> Path:
+    return service_dir.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _attributes_of(function: cst.FunctionDef, prefix: str) -> list[str]:
+    found: list[str] = []
+
+    class Find(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if dotted(node.value) == prefix:
+                found.append(node.attr.value)
+
+    function.visit(Find())
+    return found
 
 
 def _returned_keys(module: cst.Module, names: list[str]) -> list[set[str]]:
@@ -251,21 +328,28 @@ class _ReturnedDicts(cst.CSTVisitor):
         self.dicts: dict[str, set[str]] = {}
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        if isinstance(node.value, cst.Dict):
+        keys = _dict_keys(node.value)
+        if keys is not None:
             for target in node.targets:
                 if isinstance(target.target, cst.Name):
-                    self.dicts[target.target.value] = _dict_keys(node.value)
+                    self.dicts[target.target.value] = keys
 
     def visit_Return(self, node: cst.Return) -> None:
-        if isinstance(node.value, cst.Dict):
-            self.results.append(_dict_keys(node.value))
+        keys = _dict_keys(node.value) if node.value is not None else None
+        if keys is not None:
+            self.results.append(keys)
         elif isinstance(node.value, cst.Name) and node.value.value in self.dicts:
             self.results.append(self.dicts[node.value.value])
 
 
-def _dict_keys(node: cst.Dict) -> set[str]:
-    return {
-        str(e.key.evaluated_value)
-        for e in node.elements
-        if isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)
-    }
+def _dict_keys(node: cst.BaseExpression) -> set[str] | None:
+    """The keys of a `{...}` literal or a `dict(key=...)` call; None for anything else."""
+    if isinstance(node, cst.Dict):
+        return {
+            str(e.key.evaluated_value)
+            for e in node.elements
+            if isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)
+        }
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "dict":
+        return {a.keyword.value for a in node.args if a.keyword is not None}
+    return None

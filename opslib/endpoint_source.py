@@ -43,7 +43,7 @@ class EndpointFile:
             return []
         found: list[str] = []
         for element in self.index_list.elements:
-            for node in _strings(element.value):
+            for node in strings(element.value):
                 found.append(node)
         return found
 
@@ -51,7 +51,53 @@ class EndpointFile:
         return any(text == path or text.endswith(f" {path}") for text in self.registered())
 
 
-def _strings(node: cst.CSTNode) -> list[str]:
+@dataclass(frozen=True)
+class JobImport:
+    """An import of job code: `scripts...`, except the service's own `scripts.common`."""
+
+    module: str
+    names: tuple[str, ...]  # what `from MODULE import ...` imports; () for `import MODULE`
+    bound: tuple[str, ...]  # how code refers to each: its alias, else its (dotted) name
+    node: cst.CSTNode
+
+
+def is_job_module(module: str) -> bool:
+    """Why: `scripts.common` is the service's shared code, imported eagerly on purpose."""
+    parts = module.split(".")
+    return parts[0] == "scripts" and parts[1:2] != ["common"]
+
+
+def dotted(node: cst.CSTNode) -> str:
+    """Source text of a (dotted) name, e.g. `scripts.batch.x`."""
+    return cst.Module([]).code_for_node(node)
+
+
+def job_imports(node: cst.CSTNode) -> list[JobImport]:
+    """Every job import inside `node`, in source order."""
+    found: list[JobImport] = []
+
+    class Find(cst.CSTVisitor):
+        def visit_ImportFrom(self, imp: cst.ImportFrom) -> None:
+            if imp.module is None or isinstance(imp.names, cst.ImportStar):
+                return
+            module = dotted(imp.module)
+            if is_job_module(module):
+                names = tuple(a.evaluated_name for a in imp.names)
+                bound = tuple(a.evaluated_alias or a.evaluated_name for a in imp.names)
+                found.append(JobImport(module, names, bound, imp))
+
+        def visit_Import(self, imp: cst.Import) -> None:
+            for alias in imp.names:
+                module = alias.evaluated_name
+                if is_job_module(module):
+                    bound = alias.evaluated_alias or module
+                    found.append(JobImport(module, (), (bound,), imp))
+
+    node.visit(Find())
+    return found
+
+
+def strings(node: cst.CSTNode) -> list[str]:
     """Every string literal value inside `node`."""
     values: list[str] = []
 
@@ -79,7 +125,7 @@ def route_of(function: cst.FunctionDef) -> Route | None:
         methods: tuple[str, ...] = ("GET",) if verb == "route" else (verb.upper(),)
         for arg in call.args[1:]:
             if arg.keyword and arg.keyword.value == "methods":
-                methods = tuple(m.upper() for m in _strings(arg.value))
+                methods = tuple(m.upper() for m in strings(arg.value))
         return Route(str(first.evaluated_value), function, methods)
     return None
 

@@ -50,8 +50,15 @@ class _Missing:
         return "(missing)"
 
 
+class _Hidden:
+    def __repr__(self) -> str:
+        return "***"
+
+
 _MISSING = _Missing()
 MISSING: object = _MISSING
+# Shown instead of a value that may be a secret (env values, headers, body, secret refs).
+HIDDEN: object = _Hidden()
 
 
 class SpecError(BadInput):

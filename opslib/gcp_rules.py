@@ -7,12 +7,12 @@ the key, the value, the rule and the fix. localcloud validates with the same rul
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
-SCHEDULER_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]*|[a-zA-Z][a-zA-Z0-9_-]{0,62})$")
 # Kubernetes' C_IDENTIFIER-like rule that Cloud Run applies to env var names.
@@ -37,7 +37,6 @@ REGIONS = frozenset(
     """.split()
 )
 
-SCHEDULER_METHODS = ("POST", "GET", "HEAD", "PUT", "DELETE", "PATCH")
 BODY_METHODS = ("POST", "PUT", "PATCH")
 ATTEMPT_DEADLINE_MIN, ATTEMPT_DEADLINE_MAX = 15, 1800
 RUN_TIMEOUT_MAX = 3600
@@ -55,7 +54,7 @@ CPU_INTEGERS = (1, 2, 4, 6, 8)
 MIN_CPU_FOR_MEMORY = ((24 * GIB, 8), (16 * GIB, 6), (8 * GIB, 4), (4 * GIB, 2))
 MIN_MEMORY_FOR_CPU = {4: 2 * GIB, 6: 4 * GIB, 8: 4 * GIB}
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h)")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -79,8 +78,10 @@ def parse_duration(value: object, *, key: str) -> float:
         raise RuleBroken("a duration", f"write it with a unit, e.g. {key}: 900s")
     if isinstance(value, int | float):
         seconds = float(value)
+        if not math.isfinite(seconds):
+            raise RuleBroken("a duration is a finite number", f"write it like {key}: 900s")
     else:
-        match = _DURATION.match(str(value).strip())
+        match = _DURATION.fullmatch(str(value).strip())
         if not match:
             raise RuleBroken(
                 "a duration is a number with a unit: s, m or h",
@@ -100,7 +101,7 @@ def format_duration(seconds: float) -> str:
 def parse_memory(value: object) -> int:
     """Bytes from a Kubernetes quantity such as `512Mi` or `2Gi`."""
     text = str(value).strip()
-    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|k|M|G)", text)
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|k|M|G)", text)
     if not match:
         raise RuleBroken(
             "Cloud Run memory is a quantity with a unit: Mi or Gi (also M, G)",
@@ -123,10 +124,12 @@ def parse_cpu(value: object) -> Decimal:
     try:
         cpu = Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
     except InvalidOperation:
+        cpu = Decimal("NaN")
+    if isinstance(value, bool) or not text.isascii() or not cpu.is_finite():
         raise RuleBroken(
             "Cloud Run CPU is a number of vCPUs (1, 2, 4, 6, 8) or a fraction 0.08-1",
             "write it like cpu: 1 or cpu: 0.5 or cpu: 500m",
-        ) from None
+        )
     if cpu < 1:
         if cpu < Decimal("0.08"):
             raise RuleBroken("Cloud Run CPU is at least 0.08 vCPU", "use cpu: 0.08 or more")
@@ -186,7 +189,7 @@ def check_env_name(name: str) -> None:
             f"Cloud Run reserves {', '.join(RESERVED_ENV)}; they cannot be set",
             f"rename {name} (e.g. APP_{name})",
         )
-    if not ENV_NAME.match(name):
+    if not ENV_NAME.fullmatch(name):
         raise RuleBroken(
             "an env var name is letters, digits, '_', '-' or '.', not starting with a digit",
             f"rename {name!r}, e.g. {re.sub(r'[^A-Za-z0-9_]', '_', name).lstrip('0123456789')}",
@@ -194,23 +197,44 @@ def check_env_name(name: str) -> None:
 
 
 def check_secret_ref(ref: str) -> tuple[str, str]:
-    """Split and check `NAME:VERSION` (or `projects/P/secrets/NAME:VERSION`)."""
+    """Split and check `NAME:VERSION` (or `projects/P/secrets/NAME:VERSION`).
+
+    Messages never repeat the reference: a secret value pasted here by mistake stays unprinted.
+    """
     name, sep, version = str(ref).rpartition(":")
     if not sep:
         raise RuleBroken(
             "a secret reference is NAME:VERSION, as in gcloud run deploy --set-secrets",
-            f"write {ref}:latest (or pin a version: {ref}:1)",
+            "write the Secret Manager secret's name and version, e.g. api-key:latest "
+            "(or pin a version: api-key:1)",
         )
     secret_id = name.split("/")[-1]
     full = re.fullmatch(r"projects/[^/]+/secrets/[^/]+", name)
-    if ("/" in name and not full) or not SECRET_ID.match(secret_id):
+    if ("/" in name and not full) or not SECRET_ID.fullmatch(secret_id):
         raise RuleBroken(
             "a secret id is 1-255 letters, digits, '_' or '-' (or projects/P/secrets/ID)",
-            f"use a name like {re.sub(r'[^A-Za-z0-9_-]', '-', secret_id) or 'my-secret'}",
+            "use the secret's id, e.g. api-key:latest",
         )
-    if not SECRET_VERSION.match(version):
+    if not SECRET_VERSION.fullmatch(version):
         raise RuleBroken(
             "a secret version is 'latest', a version number, or an alias",
-            f"write {name}:latest or {name}:1",
+            "end the reference with :latest or a version number, e.g. api-key:latest",
         )
     return name, version
+
+
+def service_account_project(account: str) -> str | None:
+    """The project id an account's address names; None for the default compute account.
+
+    `NAME@PROJECT.iam.gserviceaccount.com` and `PROJECT@appspot.gserviceaccount.com` name it;
+    `NUMBER-compute@developer.gserviceaccount.com` carries the project number instead. Any other
+    address belongs to no project ("").
+    """
+    local, _, domain = account.partition("@")
+    if domain == "appspot.gserviceaccount.com":
+        return local
+    if domain.endswith(".iam.gserviceaccount.com"):
+        return domain.removesuffix(".iam.gserviceaccount.com")
+    if domain == "developer.gserviceaccount.com" and local.endswith("-compute"):
+        return None
+    return ""

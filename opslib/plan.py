@@ -50,6 +50,3 @@ class Plan:
             for c in self.changes
         ]
         return pd.DataFrame(rows, columns=["step", "resource", "action", "fields", "detail"])
-
-    def __add__(self, other: Plan) -> Plan:
-        return Plan(self.changes + other.changes)

@@ -22,6 +22,7 @@ from urllib.request import Request, urlopen
 import pandas as pd
 
 from opslib import endpoint, endpoint_lint, localserve, scaffold
+from opslib import gcp_rules as g
 from opslib.errors import OpslibError
 from opslib.plan import Plan
 from opslib.spec import Spec
@@ -32,6 +33,8 @@ COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 @dataclass
 class StepResult:
+    """How one step of a run ended, for the summary table."""
+
     step: str
     status: str
     seconds: float
@@ -56,24 +59,25 @@ def run(
     runs: Path = Path("runs"),
     fresh: bool = False,
     echo: Callable[[str], None] = print,
+    results: list[StepResult] | None = None,
 ) -> list[StepResult]:
-    """Validate, then run steps 1-2 and their local checks; stops at the first failure."""
+    """Run steps 1-2 and their checks; `results` fills as steps end, so a failure keeps them."""
+    results = [] if results is None else results
     spec = load_spec(spec_path)
     service_dir = prepare_workdir(spec_path, source, runs, fresh=fresh)
     echo(f"service copy: {service_dir}")
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("1 write function", lambda: scaffold.scaffold(spec, service_dir)),
+        ("1 write function", lambda: scaffold.scaffold(spec, service_dir, keep_edited=True)),
         ("2 patch endpoint", lambda: endpoint.patch_endpoint(spec, service_dir)),
         ("2 endpoint checklist", lambda: _checklist(service_dir)),
         ("job unit test", lambda: _unit_test(spec, service_dir)),
         ("call route locally", lambda: _call_route(spec, service_dir)),
     ]
-    results: list[StepResult] = []
     for name, action in steps:
         started = time.perf_counter()
         try:
             output = action()
-        except OpslibError:
+        except Exception:
             results.append(StepResult(name, "failed", time.perf_counter() - started))
             raise
         results.append(StepResult(name, "ok", time.perf_counter() - started, output))
@@ -119,11 +123,7 @@ def _unit_test(spec: Spec, service_dir: Path) -> str:
 
 def _call_route(spec: Spec, service_dir: Path) -> str:
     with localserve.serving(service_dir, env={"TEST_MODE": "1"}) as base:
-        body = (
-            spec.schedule.body_bytes
-            if spec.schedule.http_method in ("POST", "PUT", "PATCH")
-            else None
-        )
+        body = spec.schedule.body_bytes if spec.schedule.http_method in g.BODY_METHODS else None
         request = Request(
             f"{base}{spec.job.route}",
             data=body,

@@ -46,7 +46,7 @@ class GeneratedFile:
 
 
 def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
-    """The job module and its test, rendered for `spec`."""
+    """The job module and its test, rendered for `spec`; each must compile before it is written."""
     job = spec.job
     docstring = textwrap.fill(
         (job.description or f"The {job.name} batch job").replace("\\", "/").replace('"', "'"),
@@ -54,7 +54,7 @@ def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
     )
     context = {"job": job, "docstring": docstring, "env_prefix": job.module.upper()}
     template = "job_class.py.j2" if job.pattern == "class" else "job_function.py.j2"
-    return [
+    files = [
         GeneratedFile(
             service_dir / "scripts" / "batch" / f"{job.module}.py", render(template, **context)
         ),
@@ -62,35 +62,66 @@ def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
             service_dir / "tests" / f"test_{job.module}.py", render("job_test.py.j2", **context)
         ),
     ]
+    for generated in files:
+        _require_compiles(generated)
+    return files
 
 
-def plan(spec: Spec, service_dir: Path, *, force: bool = False) -> tuple[Plan, list[GeneratedFile]]:
-    """What step 1 would write; raises on a conflicting file unless `force`."""
+def _require_compiles(generated: GeneratedFile) -> None:
+    try:
+        compile(generated.text, str(generated.path), "exec")
+    except (SyntaxError, ValueError) as exc:
+        raise BadInput(
+            str(generated.path),
+            f"the rendered code does not compile ({exc}); nothing was written",
+            "remove unusual characters from job.description and job.source_url",
+        ) from None
+
+
+def plan(
+    spec: Spec, service_dir: Path, *, force: bool = False, keep_edited: bool = False
+) -> tuple[Plan, list[GeneratedFile]]:
+    """What step 1 would write; a file that differs is a conflict unless forced or kept."""
     _require_service(service_dir)
     result, to_write = Plan(), []
     for generated in job_files(spec, service_dir):
-        relative = str(generated.path.relative_to(service_dir))
-        if not generated.path.exists():
-            result.add(Change("scaffold", relative, "create", detail=f"{spec.job.pattern} pattern"))
+        change = _change_for(spec, service_dir, generated, force=force, keep_edited=keep_edited)
+        result.add(change)
+        if change.action != "no change":
             to_write.append(generated)
-        elif generated.path.read_text(encoding="utf-8") == generated.text:
-            result.add(Change("scaffold", relative, "no change"))
-        elif force:
-            result.add(Change("scaffold", relative, "update", detail="overwritten (--force)"))
-            to_write.append(generated)
-        else:
-            raise BadInput(
-                str(generated.path),
-                "exists with different content; opslib will not overwrite your code",
-                "keep your file (steps 2-5 work with it), rename job.name, or re-run with "
-                "--force to replace it with the template",
-            )
     return result, to_write
 
 
-def scaffold(spec: Spec, service_dir: Path, *, force: bool = False, dry_run: bool = False) -> Plan:
+def _change_for(
+    spec: Spec, service_dir: Path, generated: GeneratedFile, *, force: bool, keep_edited: bool
+) -> Change:
+    relative = str(generated.path.relative_to(service_dir))
+    if not generated.path.exists():
+        return Change("scaffold", relative, "create", detail=f"{spec.job.pattern} pattern")
+    if generated.path.read_text(encoding="utf-8") == generated.text:
+        return Change("scaffold", relative, "no change")
+    if force:
+        return Change("scaffold", relative, "update", detail="overwritten (--force)")
+    if keep_edited:
+        return Change("scaffold", relative, "no change", detail="kept: edited by you")
+    raise BadInput(
+        str(generated.path),
+        "exists with different content; opslib will not overwrite your code",
+        "keep your file (steps 2-5 work with it), rename job.name, or re-run with "
+        "--force to replace it with the template",
+    )
+
+
+def scaffold(
+    spec: Spec,
+    service_dir: Path,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    keep_edited: bool = False,
+) -> Plan:
     """Plan, then (unless dry_run) write the job module and its test."""
-    result, to_write = plan(spec, Path(service_dir), force=force)
+    result, to_write = plan(spec, Path(service_dir), force=force, keep_edited=keep_edited)
     if not dry_run:
         for generated in to_write:
             atomic_write(generated.path, generated.text)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import keyword
+import math
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,14 +30,72 @@ from opslib import cron
 from opslib import gcp_rules as g
 from opslib.gcp_rules import RuleBroken
 
-JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
+JOB_NAME = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+# The only control characters a description may hold (YAML block scalars end in a line break).
+_ALLOWED_CONTROLS = "\t\n"
 
 
 def _duration(value: object, info: ValidationInfo) -> float:
     return g.parse_duration(value, key=info.field_name or "duration")
 
 
+def _memory(value: object) -> int:
+    return g.parse_memory(value)
+
+
+def _cpu(value: object) -> Decimal:
+    return g.parse_cpu(value)
+
+
+def _env_name(value: object) -> str:
+    """Checked per key, so each bad name is reported at its own path (deploy.env.NAME)."""
+    if not isinstance(value, str):
+        raise RuleBroken(
+            "an env var name is text: letters, digits, '_', '-' or '.'",
+            f"rename it, e.g. APP_{value}",
+        )
+    g.check_env_name(value)
+    return value
+
+
+def _env_value(value: object) -> str:
+    """Cloud Run env values are strings; the message names the type, never the value."""
+    if not isinstance(value, str):
+        raise RuleBroken(
+            f"Cloud Run env values are strings; this one is {type(value).__name__}",
+            'quote the value in the YAML, e.g. DEBUG: "true"',
+        )
+    return value
+
+
+def _secret_ref(value: object) -> str:
+    if not isinstance(value, str):
+        raise RuleBroken(
+            "a secret reference is text NAME:VERSION", "write it like API_KEY: api-key:latest"
+        )
+    g.check_secret_ref(value)
+    return value
+
+
+def _header_name(name: str) -> str:
+    low = name.lower()
+    if low in ("host", "content-length", "user-agent") or low.startswith(
+        ("x-google-", "x-appengine-")
+    ):
+        raise RuleBroken(
+            f"Scheduler sets or reserves the header {name!r} itself",
+            f"remove {name} from schedule.headers",
+        )
+    return name
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]
+Memory = Annotated[int, BeforeValidator(_memory)]
+Cpu = Annotated[Decimal, BeforeValidator(_cpu)]
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+SecretRef = Annotated[str, BeforeValidator(_secret_ref)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
 
 
 class _Model(BaseModel):
@@ -53,7 +114,7 @@ class Job(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not JOB_NAME.match(value):
+        if not JOB_NAME.fullmatch(value):
             raise RuleBroken(
                 "a job name is lowercase letters, digits and hyphens, starting with a letter, "
                 "at most 63 characters (opslib derives the Scheduler job id, the route "
@@ -69,6 +130,12 @@ class Job(_Model):
     @field_validator("description")
     @classmethod
     def _description(cls, value: str) -> str:
+        controls = sorted({f"U+{ord(c):04X}" for c in value if _is_control(c)})
+        if controls:
+            raise RuleBroken(
+                f"a description is plain text; it holds control characters ({', '.join(controls)})",
+                "remove them (tabs and line breaks are fine)",
+            )
         if len(value) > g.DESCRIPTION_MAX:
             raise RuleBroken(
                 f"a Scheduler job description is at most {g.DESCRIPTION_MAX} characters "
@@ -102,6 +169,10 @@ class Job(_Model):
     @property
     def class_name(self) -> str:
         return "".join(part.capitalize() for part in self.name.split("-"))
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs") and char not in _ALLOWED_CONTROLS
 
 
 def _slug(value: str) -> str:
@@ -153,7 +224,7 @@ class Schedule(_Model):
     attempt_deadline: Duration = 180
     http_method: Literal["POST", "GET", "HEAD", "PUT", "DELETE", "PATCH"] = "POST"
     body: dict[str, Any] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
     service_account: str | None = None
     audience: str | None = None
     retry: Retry = Field(default_factory=Retry)
@@ -180,18 +251,22 @@ class Schedule(_Model):
             )
         return value
 
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = _not_json(value)
+        if found is not None:
+            where, kind = found
+            raise RuleBroken(
+                f"Scheduler sends the body as JSON; {where} is a {kind}, which JSON cannot hold",
+                'quote it in the YAML (e.g. day: "2024-01-01"), or use a number or true/false',
+                key=where.removeprefix("body."),
+            )
+        return value
+
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            low = name.lower()
-            if low in ("host", "content-length", "user-agent") or low.startswith(
-                ("x-google-", "x-appengine-")
-            ):
-                raise RuleBroken(
-                    f"Scheduler sets or reserves the header {name!r} itself",
-                    f"remove {name} from schedule.headers",
-                )
         size = sum(len(k) + len(v) + 4 for k, v in value.items())
         if size >= g.HEADERS_MAX_BYTES:
             raise RuleBroken("Scheduler headers total less than 80 KB", "send fewer headers")
@@ -212,26 +287,37 @@ class Schedule(_Model):
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _not_json(value: object, where: str = "body") -> tuple[str, str] | None:
+    """The first place in a body that JSON cannot carry (a date, NaN, a set), with its type."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _not_json(item, f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _not_json(item, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, "non-finite number"
+    if value is None or isinstance(value, str | int | float | bool):
+        return None
+    return where, type(value).__name__
+
+
 class Deploy(_Model):
     """The Cloud Run service's resources and environment."""
 
-    memory: int = "512Mi"  # type: ignore[assignment]
-    cpu: Decimal = "1"  # type: ignore[assignment]
+    memory: Memory = Field(default="512Mi")
+    cpu: Cpu = Field(default="1")
     timeout: Duration = 300
     min_instances: int = 0
     max_instances: int = 100
     concurrency: int | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("memory", mode="before")
-    @classmethod
-    def _memory(cls, value: object) -> int:
-        return g.parse_memory(value)
-
-    @field_validator("cpu", mode="before")
-    @classmethod
-    def _cpu(cls, value: object) -> Decimal:
-        return g.parse_cpu(value)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
 
     @field_validator("timeout")
     @classmethod
@@ -256,19 +342,6 @@ class Deploy(_Model):
     def _concurrency(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= 1000:
             raise RuleBroken("Cloud Run concurrency is 1 to 1000", "use concurrency: 80")
-        return value
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: object) -> object:
-        if isinstance(value, dict):
-            for name, val in value.items():
-                g.check_env_name(str(name))
-                if not isinstance(val, str):
-                    raise RuleBroken(
-                        f"Cloud Run env values are strings; {name} is {type(val).__name__}",
-                        f'quote it: {name}: "{val}"',
-                    )
         return value
 
     @model_validator(mode="after")
@@ -305,12 +378,12 @@ class Spec(_Model):
     job: Job
     schedule: Schedule
     deploy: Deploy = Field(default_factory=Deploy)
-    secrets: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
 
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
-        if not g.PROJECT_ID.match(value):
+        if not g.PROJECT_ID.fullmatch(value):
             raise RuleBroken(
                 "a project id is 6-30 lowercase letters, digits or hyphens, starting with a "
                 "letter and not ending with a hyphen",
@@ -331,22 +404,9 @@ class Spec(_Model):
     @field_validator("service")
     @classmethod
     def _service(cls, value: str) -> str:
-        if not g.SERVICE_ID.match(value):
+        if not g.SERVICE_ID.fullmatch(value):
             raise RuleBroken(g.SERVICE_ID_RULE, f"use a name like {_slug(value)[:49]}")
         return value
-
-    @field_validator("secrets", mode="before")
-    @classmethod
-    def _secrets(cls, value: object) -> object:
-        if isinstance(value, dict):
-            for name, ref in value.items():
-                g.check_env_name(str(name))
-                g.check_secret_ref(str(ref))
-        return value
-
-    @property
-    def scheduler_job_id(self) -> str:
-        return self.job.name
 
     @property
     def invoker_account(self) -> str:

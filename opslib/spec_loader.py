@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from opslib import gcp_rules as g
-from opslib.errors import MISSING, BadInput, SpecError, SpecIssue
+from opslib.errors import HIDDEN, MISSING, BadInput, SpecError, SpecIssue
 from opslib.gcp_rules import RuleBroken
 from opslib.spec import Spec
 
@@ -27,6 +27,13 @@ EXAMPLES = {
 }
 
 Path_ = tuple[str, ...]
+# Values under these keys may be secrets: errors name the key and never print the value.
+SECRET_KEYS: tuple[Path_, ...] = (
+    ("deploy", "env"),
+    ("schedule", "headers"),
+    ("schedule", "body"),
+    ("secrets",),
+)
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -43,21 +50,40 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(
             str(path),
             [
-                SpecIssue(str(path), _line(lines, key), ".".join(key), value, rule, fix)
+                SpecIssue(
+                    str(path), _line(lines, key), ".".join(key), _shown(key, value), rule, fix
+                )
                 for key, value, rule, fix in problems
             ],
         )
     return spec
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
+def _read_text(path: Path) -> str:
+    """The file's text; a missing, unreadable or non-UTF-8 file is bad input, not a crash."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(str(path), "no such parameters file", "give the path of a .yaml") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            str(path),
+            f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            "save the file as UTF-8",
+        ) from None
+    except OSError as exc:
+        raise BadInput(
+            str(path), f"cannot be read: {exc.strerror or exc}", "give the path of a .yaml file"
+        ) from None
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
+    """Parse once: the node tree gives each key's line, and the data is built from it."""
+    text = _read_text(path)
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -66,6 +92,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
             f"not valid YAML: {getattr(exc, 'problem', exc)}",
             "fix the YAML syntax (indentation, quotes around cron)",
         ) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise BadInput(str(path), "the file must be a YAML mapping of keys", "see example.yaml")
     lines: dict[Path_, int] = {}
@@ -108,14 +136,24 @@ def _value_at(data: Any, key: Path_) -> object:
 
 
 def _issue(path: Path, lines: dict[Path_, int], data: dict, err: dict) -> SpecIssue:
-    key = tuple(str(part) for part in err["loc"])
+    # pydantic marks a bad dict key with "[key]"; the path is the key itself either way.
+    key = tuple(str(part) for part in err["loc"] if part != "[key]")
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, RuleBroken) and cause.key:
-        key = (*key, cause.key)
+        key = (*key, *cause.key.split("."))
     dotted = ".".join(key)
     value = _value_at(data, key) if err["type"] != "missing" else MISSING
+    if err["type"] == "extra_forbidden":
+        value = HIDDEN  # an unknown key may be a misspelt secret
     rule, fix = _rule_and_fix(err, key, dotted)
-    return SpecIssue(str(path), _line(lines, key), dotted, value, rule, fix)
+    return SpecIssue(str(path), _line(lines, key), dotted, _shown(key, value), rule, fix)
+
+
+def _shown(key: Path_, value: object) -> object:
+    """The value to print for `key`: hidden wherever a secret may live."""
+    if value is MISSING or not any(key[: len(s)] == s for s in SECRET_KEYS):
+        return value
+    return HIDDEN
 
 
 def _rule_and_fix(err: dict, key: Path_, dotted: str) -> tuple[str, str]:
@@ -155,71 +193,48 @@ Problem = tuple[Path_, object, str, str]
 
 def cross_checks(spec: Spec) -> list[Problem]:
     """Rules that tie two keys together; each problem names the key to change."""
-    problems: list[Problem] = []
-    s, d, job = spec.schedule, spec.deploy, spec.job
-    if s.attempt_deadline > d.timeout:
-        problems.append(
-            (
-                ("schedule", "attempt_deadline"),
-                g.format_duration(s.attempt_deadline),
-                f"the Scheduler attempt deadline must not exceed the Cloud Run request timeout "
-                f"({g.format_duration(d.timeout)}): Cloud Run answers 504 first",
-                f"raise deploy.timeout to {g.format_duration(s.attempt_deadline)} "
-                f"or lower schedule.attempt_deadline to {g.format_duration(d.timeout)}",
-            )
+    return [
+        *_deadline_checks(spec),
+        *_duration_checks(spec),
+        *_body_checks(spec),
+        *_secret_checks(spec),
+        *_account_checks(spec),
+    ]
+
+
+def _deadline_checks(spec: Spec) -> list[Problem]:
+    s, d = spec.schedule, spec.deploy
+    if s.attempt_deadline <= d.timeout:
+        return []
+    return [
+        (
+            ("schedule", "attempt_deadline"),
+            g.format_duration(s.attempt_deadline),
+            f"the Scheduler attempt deadline must not exceed the Cloud Run request timeout "
+            f"({g.format_duration(d.timeout)}): Cloud Run answers 504 first",
+            f"raise deploy.timeout to {g.format_duration(s.attempt_deadline)} "
+            f"or lower schedule.attempt_deadline to {g.format_duration(d.timeout)}",
         )
-    problems += _duration_checks(spec)
-    if s.body and s.http_method not in g.BODY_METHODS:
-        problems.append(
-            (
-                ("schedule", "body"),
-                s.body,
-                f"Scheduler sends a body only with {', '.join(g.BODY_METHODS)} "
-                f"(http_method is {s.http_method})",
-                "remove schedule.body or use http_method: POST",
-            )
-        )
-    extra = sorted(set(s.body) - {"dry_run"})
-    if job.pattern == "function" and extra:
-        problems.append(
-            (
-                ("schedule", "body"),
-                s.body,
-                f"a function-pattern job only reads dry_run from the body (also given: {extra})",
-                "remove those keys, or use job.pattern: class (its run(**kwargs) gets the body)",
-            )
-        )
-    if len(s.body_bytes) >= g.JOB_MAX_BYTES:
-        problems.append(
-            (
-                ("schedule", "body"),
-                "...",
-                "a Scheduler job is at most 1 MB",
-                "send a smaller body; put large inputs in Cloud Storage",
-            )
-        )
-    problems += _deploy_checks(spec)
-    return problems
+    ]
 
 
 def _duration_checks(spec: Spec) -> list[Problem]:
     s = spec.schedule
     expected, fmt = spec.job.expected_duration, g.format_duration
-    problems: list[Problem] = []
-    if expected is None:
-        return problems
     key = ("job", "expected_duration")
+    if expected is None:
+        return []
     if expected > g.ATTEMPT_DEADLINE_MAX:
-        problems.append(
+        return [
             (
                 key,
                 fmt(expected),
                 "work over 30 min cannot finish inside one Scheduler attempt (max 30m)",
                 "split the job (e.g. one per market), or run it as a Cloud Run job",
             )
-        )
-    elif expected >= s.attempt_deadline:
-        problems.append(
+        ]
+    if expected >= s.attempt_deadline:
+        return [
             (
                 key,
                 fmt(expected),
@@ -228,31 +243,67 @@ def _duration_checks(spec: Spec) -> list[Problem]:
                 f"raise schedule.attempt_deadline above {fmt(expected)} "
                 f"(and deploy.timeout with it)",
             )
-        )
-    return problems
+        ]
+    return []
 
 
-def _deploy_checks(spec: Spec) -> list[Problem]:
-    d = spec.deploy
+def _body_checks(spec: Spec) -> list[Problem]:
+    s, key = spec.schedule, ("schedule", "body")
     problems: list[Problem] = []
-    for name in sorted(set(spec.secrets) & set(d.env)):
+    if s.body and s.http_method not in g.BODY_METHODS:
         problems.append(
             (
-                ("secrets", name),
-                spec.secrets[name],
-                f"{name} is set both as a plain env var and as a secret",
-                f"remove deploy.env.{name} (keep the secret)",
+                key,
+                s.body,
+                f"Scheduler sends a body only with {', '.join(g.BODY_METHODS)} "
+                f"(http_method is {s.http_method})",
+                "remove schedule.body or use http_method: POST",
             )
         )
-    account = spec.schedule.service_account
-    if account and spec.project not in account.split("@")[1] and "compute@developer" not in account:
+    extra = sorted(set(s.body) - {"dry_run"})
+    if spec.job.pattern == "function" and extra:
         problems.append(
             (
-                ("schedule", "service_account"),
-                account,
-                "the OIDC service account must be in the job's project",
-                f"use an account of {spec.project}, e.g. "
-                f"scheduler@{spec.project}.iam.gserviceaccount.com",
+                key,
+                s.body,
+                f"a function-pattern job only reads dry_run from the body (also given: {extra})",
+                "remove those keys, or use job.pattern: class (its run(**kwargs) gets the body)",
+            )
+        )
+    if len(s.body_bytes) >= g.JOB_MAX_BYTES:
+        problems.append(
+            (
+                key,
+                s.body,
+                "a Scheduler job is at most 1 MB",
+                "send a smaller body; put large inputs in Cloud Storage",
             )
         )
     return problems
+
+
+def _secret_checks(spec: Spec) -> list[Problem]:
+    return [
+        (
+            ("secrets", name),
+            spec.secrets[name],
+            f"{name} is set both as a plain env var and as a secret",
+            f"remove deploy.env.{name} (keep the secret)",
+        )
+        for name in sorted(set(spec.secrets) & set(spec.deploy.env))
+    ]
+
+
+def _account_checks(spec: Spec) -> list[Problem]:
+    account = spec.schedule.service_account
+    if not account or g.service_account_project(account) in (None, spec.project):
+        return []
+    return [
+        (
+            ("schedule", "service_account"),
+            account,
+            "the OIDC service account must be in the job's project",
+            f"use an account of {spec.project}, e.g. "
+            f"scheduler@{spec.project}.iam.gserviceaccount.com",
+        )
+    ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import DATA, tool
+from conftest import DATA, merge, tool
 from opslib import localserve
 from opslib.endpoint import patch_endpoint
 from opslib.endpoint_source import parse
@@ -102,12 +102,48 @@ def test_patched_hand_written_service_runs_the_job(service_dir, write_params, na
     assert answer.json()["result"]["processed"] == 0
 
 
+LEGACY_JOB = "def do_something(dry_run=False):\n    return {'processed': 1, 'errors': 0}\n"
+
+
 def test_existing_route_for_the_same_job_is_left_alone(service_dir, write_params):
     path = use_file(service_dir, "seed_style")
+    (service_dir / "scripts" / "batch" / "legacy.py").write_text(LEGACY_JOB)
     before = path.read_bytes()
     spec = load_spec(write_params(job={"name": "legacy"}, schedule={"body": {}}))
     plan = patch_endpoint(spec, service_dir)
     assert [c.action for c in plan.changes] == ["no change", "no change"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "legacy_module", "words"),
+    [
+        (
+            {"schedule": {"http_method": "PUT", "body": {}}},
+            LEGACY_JOB,
+            "for POST, but schedule.http_method is PUT",
+        ),
+        ({"schedule": {"body": {}}}, None, "imports do_something from scripts.batch.legacy"),
+        (
+            {"job": {"pattern": "class"}, "schedule": {"body": {}}},
+            "def legacy(dry_run=False):\n    return {'processed': 1, 'errors': 0}\n",
+            "step 1 writes Legacy there (class pattern)",
+        ),
+    ],
+    ids=["method", "imported-name", "pattern"],
+)
+def test_existing_route_that_differs_is_a_conflict(
+    service_dir, write_params, overrides, legacy_module, words
+):
+    path = use_file(service_dir, "seed_style")
+    if legacy_module:
+        (service_dir / "scripts" / "batch" / "legacy.py").write_text(legacy_module)
+    before = path.read_bytes()
+    spec = load_spec(write_params(**merge({"job": {"name": "legacy"}}, overrides)))
+    with pytest.raises(BadInput) as info:
+        patch_endpoint(spec, service_dir)
+    assert words in str(info.value) and "/run-legacy" in str(info.value)
+    assert info.value.fix
     assert path.read_bytes() == before
 
 
@@ -172,3 +208,74 @@ def test_cli_endpoint(service_dir, write_params):
     assert first.returncode == 0 and "create" in first.stdout
     second = subprocess.run(run, capture_output=True, text=True)
     assert second.returncode == 0 and "create" not in second.stdout
+
+
+SEED = (DATA / "endpoints" / "seed_style.py").read_text()
+TEMPLATE_INDEX = '    endpoints = [\n        "/health",\n    ]\n'
+ENTRY_SHAPES = {
+    "constant-name": (
+        lambda t: t.replace(TEMPLATE_INDEX, "    endpoints = [HEALTH]\n").replace(
+            "app = Flask", 'HEALTH = "/health"\napp = Flask'
+        ),
+        'endpoints = [HEALTH, "/run-fx-rates"]',
+    ),
+    "f-string": (
+        lambda t: t.replace('"/health",', 'f"/health",'),
+        '        f"/health",\n        "/run-fx-rates",\n    ]',
+    ),
+    "dict-with-text": (
+        lambda t: t.replace(
+            TEMPLATE_INDEX,
+            '    endpoints = [\n        {"path": "/run-a", "method": "PUT",'
+            ' "description": "Collect A", "owner": "ops"},\n    ]\n',
+        ),
+        '        {"path": "/run-fx-rates", "method": "POST", "description": "Collect FX rates '
+        'every weekday morning", "owner": ""},\n    ]',
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", ENTRY_SHAPES)
+def test_other_index_entry_shapes_register_once(service_dir, write_params, shape):
+    edit, expected = ENTRY_SHAPES[shape]
+    path = use_file(service_dir, "template")
+    path.write_text(edit(path.read_text()))
+    spec = load_spec(write_params())
+    patch_endpoint(spec, service_dir)
+    patched = path.read_bytes()
+    assert expected in patched.decode(), patched.decode()
+    assert parse(patched.decode()).is_registered("/run-fx-rates")
+    again = patch_endpoint(spec, service_dir)
+    assert [c.action for c in again.changes] == ["no change", "no change"]
+    assert path.read_bytes() == patched
+
+
+def test_crlf_file_keeps_its_line_ends(service_dir, write_params):
+    path = service_dir / "batch_endpoint.py"
+    original = SEED.replace("\n", "\r\n").encode()
+    path.write_bytes(original)
+    spec = load_spec(write_params())
+    patch_endpoint(spec, service_dir)
+    patched = path.read_bytes()
+    assert patched.count(b"\n") == patched.count(b"\r\n"), "a line lost its \\r"
+    assert_nothing_lost(original.decode(), patched.decode())
+    assert b"@app.route('/run-fx-rates', methods=['POST'])\r\n" in patched
+    patch_endpoint(spec, service_dir)
+    assert path.read_bytes() == patched
+
+
+def test_aliased_import_still_gets_the_plain_name(service_dir, write_params):
+    path = use_file(service_dir, "template")
+    path.write_text(
+        path.read_text().replace(
+            "from flask import Flask, jsonify\n",
+            "from flask import Flask, jsonify, request as req\n",
+        )
+    )
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    patch_endpoint(spec, service_dir)
+    assert "from flask import Flask, jsonify, request as req, request\n" in path.read_text()
+    with localserve.serving(service_dir) as base:
+        answer = requests.post(f"{base}/run-fx-rates", json={"dry_run": True}, timeout=10)
+    assert answer.status_code == 200, answer.text

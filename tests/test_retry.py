@@ -155,3 +155,25 @@ def test_generated_job_retries_inside_the_running_service(scripted, service_dir,
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     retry = [e for e in entries if e["severity"] == "WARNING"]
     assert len(retry) == 1 and retry[0]["status"] == 429 and retry[0]["job"] == "fx-rates"
+
+
+def test_errors_and_retry_logs_carry_no_query_string(scripted, caplog):
+    server = scripted((503, {}), (404, {}))
+    with (
+        caplog.at_level(logging.WARNING, logger="scripts.common.http"),
+        pytest.raises(requests.HTTPError) as info,
+    ):
+        http.get_json(f"{server.url}?api_key=SECRET", policy=FAST)
+    assert info.value.response.status_code == 404
+    assert "SECRET" not in str(info.value) and "/rates" in str(info.value)
+    [retry] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert retry.url == server.url and "SECRET" not in retry.getMessage()
+
+
+def test_connection_errors_carry_no_query_string():
+    closed = Scripted([])
+    url = f"http://user:pw-SECRET@127.0.0.1:{closed.server.server_port}/x?key=SECRET"
+    closed.close()
+    with pytest.raises(requests.ConnectionError) as info:
+        http.get_json(url, policy=RetryPolicy(attempts=1))
+    assert "SECRET" not in str(info.value), str(info.value)

@@ -66,3 +66,44 @@ def test_git_work_tree_stays_clean_after_a_run(tmp_path):
     assert result.returncode == 0, result.stderr
     after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
     assert after == before
+
+
+def _run(params, runs) -> subprocess.CompletedProcess:
+    command = [tool("opslib"), "run", str(params), "--runs", str(runs), "--source", str(SERVICE)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_run_keeps_the_users_edits_and_shows_the_failed_step(tmp_path):
+    runs = tmp_path / "runs"
+    assert _run(EXAMPLE, runs).returncode == 0
+    module = runs / "example" / "service" / "scripts" / "batch" / "fx_rates.py"
+    module.write_text(
+        module.read_text().replace("processed, errors = 0, 0", "processed, errors = 2, 0")
+    )
+    test = module.parent.parent.parent / "tests" / "test_fx_rates.py"
+    test.write_text(
+        test.read_text().replace('isinstance(result["processed"], int)', 'result["processed"] == 2')
+    )
+    edited = _run(EXAMPLE, runs)
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    kept = [line for line in edited.stdout.splitlines() if "kept: edited by you" in line]
+    assert len(kept) == 2 and all("no change" in line for line in kept), edited.stdout
+    assert "'processed': 2" in edited.stdout, "the route ran the user's code"
+    assert "processed, errors = 2, 0" in module.read_text()
+
+    module.write_text(
+        module.read_text().replace(
+            "    _log.info(", "    raise RuntimeError('boom')\n    _log.info(", 1
+        )
+    )
+    failed = _run(EXAMPLE, runs)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    table = failed.stdout[failed.stdout.rindex("step status") :].splitlines()[1:]
+    statuses = {line.rsplit(maxsplit=2)[0].strip(): line.split()[-2] for line in table}
+    assert statuses == {
+        "1 write function": "ok",
+        "2 patch endpoint": "ok",
+        "2 endpoint checklist": "ok",
+        "job unit test": "failed",
+    }, failed.stdout
+    assert "boom" in failed.stderr

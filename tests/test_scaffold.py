@@ -57,7 +57,7 @@ def test_patterns_follow_the_seed(service_dir, write_params):
     function = load_spec(write_params("f"))
     scaffold(function, service_dir)
     text = generated(service_dir)[0].read_text()
-    assert "def fx_rates(dry_run=False):" in text and "log = logging.getLogger(__name__)" in text
+    assert "def fx_rates(dry_run=False):" in text and "_log = logging.getLogger(__name__)" in text
     klass = load_spec(write_params("c", job={"name": "fx-class", "pattern": "class"}))
     scaffold(klass, service_dir)
     text = generated(service_dir, "fx_class")[0].read_text()
@@ -116,3 +116,27 @@ def test_cli_scaffold_and_force(service_dir, write_params):
     assert module.read_text() == "# mine\n"
     assert subprocess.run([*run, "--force"], capture_output=True).returncode == 0
     assert "def fx_rates" in module.read_text()
+
+
+def test_keep_edited_keeps_the_users_file(service_dir, write_params):
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    module = generated(service_dir)[0]
+    module.write_text(module.read_text() + "\n# my own edits\n")
+    edited = _state([module])
+    plan = scaffold(spec, service_dir, keep_edited=True)
+    assert [(c.action, c.detail) for c in plan.changes] == [
+        ("no change", "kept: edited by you"),
+        ("no change", ""),
+    ]
+    assert _state([module]) == edited
+
+
+def test_code_that_would_not_compile_is_never_written(service_dir, write_params):
+    spec = load_spec(write_params())
+    # The spec refuses control characters; this checks step 1's own guard behind it.
+    job = spec.job.model_copy(update={"description": "NUL\x00here"})
+    with pytest.raises(BadInput) as info:
+        scaffold(spec.model_copy(update={"job": job}), service_dir)
+    assert "does not compile" in str(info.value) and "job.description" in info.value.fix
+    assert not any(p.exists() for p in generated(service_dir))

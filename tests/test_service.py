@@ -5,6 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import runpy
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ import requests
 from conftest import SERVICE
 from opslib import localserve
 from opslib.endpoint import patch_endpoint
+from opslib.endpoint_lint import lint
 from opslib.scaffold import scaffold
 from opslib.spec_loader import load_spec
 
@@ -169,3 +175,96 @@ def test_url_building_still_works_with_lazy_builders(fx_service):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["/run-fx-rates", "/health?full=1"]
+
+
+class _Api(BaseHTTPRequestHandler):
+    """A stand-in external API: two records at /rates, 404 anywhere else."""
+
+    def do_GET(self):
+        found = self.path.split("?")[0] == "/rates"
+        body = json.dumps({"rates": {"USD": 1.0, "KRW": 1400.5}} if found else {}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+# Job names that are also names inside the route, the job module or its test:
+# (name, pattern, reads an external API).
+SHADOWING = [
+    ("data", "function", False),
+    ("run", "function", False),
+    ("job-run", "function", False),
+    ("make-response", "function", False),
+    ("request", "function", False),
+    ("jsonify", "function", False),
+    ("log", "function", True),
+    ("os", "function", True),
+    ("get-json", "function", True),
+    ("records", "function", True),
+    ("job", "class", False),
+    ("run-async", "class", False),
+    ("json", "class", True),
+]
+
+
+def test_any_valid_job_name_works(service_dir, write_params, api):
+    for name, pattern, reads_api in SHADOWING:
+        job = {"name": name, "pattern": pattern}
+        if reads_api:
+            job["source_url"] = "https://api.example.com/rates"
+        spec = load_spec(write_params(name, job=job))
+        scaffold(spec, service_dir)
+        patch_endpoint(spec, service_dir)
+    assert len(lint(service_dir)) == 0, lint(service_dir).to_string()
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=service_dir,
+        capture_output=True,
+        text=True,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    sources = {
+        f"{name.replace('-', '_').upper()}_SOURCE_URL": f"{api}/rates" for name, *_ in SHADOWING
+    }
+    with localserve.serving(service_dir, env=sources) as base:
+        for name, _, reads_api in SHADOWING:
+            answer = requests.post(f"{base}/run-{name}", json={"dry_run": True}, timeout=10)
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.json()["result"]["processed"] == (2 if reads_api else 0), name
+
+
+def test_every_line_gunicorn_prints_is_json_and_free_of_query_strings(
+    service_dir, write_params, api, tmp_path
+):
+    spec = load_spec(write_params(job={"source_url": "https://api.example.com/rates"}))
+    scaffold(spec, service_dir)
+    patch_endpoint(spec, service_dir)
+    log = tmp_path / "gunicorn.log"
+    env = {"FX_RATES_SOURCE_URL": f"{api}/missing?api_key=SECRET-KEY"}
+    with localserve.serving(service_dir, env=env, log_path=log) as base:
+        answer = requests.post(f"{base}/run-fx-rates", timeout=30)
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error.startswith("HTTPError: 404") and "/missing" in error
+    assert "SECRET" not in answer.text
+    lines = log.read_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # fails on any plain-text line
+    messages = [e["message"] for e in entries]
+    for expected in ("Starting gunicorn", "Booting worker", "fx-rates failed", "Shutting down"):
+        assert any(expected in m for m in messages), (expected, messages)
+    assert all(e["severity"] in {"INFO", "WARNING", "ERROR", "CRITICAL"} for e in entries)
+    assert "SECRET" not in log.read_text()

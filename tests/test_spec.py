@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from conftest import DELETE, EXAMPLE, ROOT, tool
+from opslib import cli
 from opslib.errors import BadInput, SpecError
 from opslib.spec_loader import load_spec
+from opslib.summary import summarize
 
 # (overrides, key path, words the rule must contain, words the fix must contain)
 INVALID = [
@@ -76,13 +79,40 @@ INVALID = [
         "cannot exceed max instances",
         "max_instances to 5",
     ),
-    ({"deploy": {"env": {"PORT": "9000"}}}, "deploy.env", "reserves PORT", "APP_PORT"),
-    ({"deploy": {"env": {"1BAD": "x"}}}, "deploy.env", "not starting with a digit", "BAD"),
-    ({"deploy": {"env": {"DEBUG": True}}}, "deploy.env", "values are strings", 'DEBUG: "True"'),
-    ({"secrets": {"API_KEY": "api-key"}}, "secrets", "NAME:VERSION", "api-key:latest"),
-    ({"secrets": {"API_KEY": "api key:latest"}}, "secrets", "secret id", "api-key"),
-    ({"secrets": {"K_SERVICE": "x:latest"}}, "secrets", "reserves", "APP_K_SERVICE"),
-    ({"secrets": {"API_KEY": "k:v1.0"}}, "secrets", "secret version", "k:latest"),
+    ({"deploy": {"env": {"PORT": "9000"}}}, "deploy.env.PORT", "reserves PORT", "APP_PORT"),
+    ({"deploy": {"env": {"1BAD": "x"}}}, "deploy.env.1BAD", "not starting with a digit", "BAD"),
+    ({"deploy": {"env": {"DEBUG": True}}}, "deploy.env.DEBUG", "values are strings", "quote"),
+    ({"secrets": {"API_KEY": "api-key"}}, "secrets.API_KEY", "NAME:VERSION", "api-key:latest"),
+    ({"secrets": {"API_KEY": "api key:latest"}}, "secrets.API_KEY", "secret id", "api-key"),
+    ({"secrets": {"K_SERVICE": "x:latest"}}, "secrets.K_SERVICE", "reserves", "APP_K_SERVICE"),
+    ({"secrets": {"API_KEY": "k:v1.0"}}, "secrets.API_KEY", "secret version", ":latest"),
+    ({"secrets": {"API_KEY": 5}}, "secrets.API_KEY", "NAME:VERSION", "api-key:latest"),
+    ({"deploy": {"cpu": float("nan")}}, "deploy.cpu", "number of vCPUs", "cpu: 1"),
+    ({"deploy": {"cpu": float("inf")}}, "deploy.cpu", "number of vCPUs", "cpu: 1"),
+    ({"deploy": {"cpu": "sNaN"}}, "deploy.cpu", "number of vCPUs", "cpu: 1"),
+    ({"deploy": {"cpu": "\u0662"}}, "deploy.cpu", "number of vCPUs", "cpu: 1"),
+    ({"deploy": {"memory": "\u0665\u0661\u0662Mi"}}, "deploy.memory", "with a unit", "512Mi"),
+    ({"deploy": {"timeout": float("nan")}}, "deploy.timeout", "finite", "900s"),
+    ({"job": {"expected_duration": float("inf")}}, "job.expected_duration", "finite", "900s"),
+    (
+        {"schedule": {"attempt_deadline": "\u0669\u0660\u0660s"}},
+        "schedule.attempt_deadline",
+        "with a unit",
+        "900s",
+    ),
+    (
+        {"schedule": {"body": {"dry_run": date(2024, 1, 1)}}},
+        "schedule.body.dry_run",
+        "is a date, which JSON cannot hold",
+        "quote it",
+    ),
+    (
+        {"job": {"description": "a\x00b"}},
+        "job.description",
+        "control characters (U+0000)",
+        "remove",
+    ),
+    ({"service": "batch-service\n"}, "service", "Cloud Run service id", "batch-service"),
     (
         {"deploy": {"env": {"API_KEY": "x"}}, "secrets": {"API_KEY": "k:1"}},
         "secrets.API_KEY",
@@ -118,7 +148,12 @@ INVALID = [
         "longer than the attempt deadline",
         "raise schedule.attempt_deadline",
     ),
-    ({"schedule": {"headers": {"User-Agent": "x"}}}, "schedule.headers", "reserves", "remove"),
+    (
+        {"schedule": {"headers": {"User-Agent": "x"}}},
+        "schedule.headers.User-Agent",
+        "reserves",
+        "remove",
+    ),
     ({"schedule": {"retry": {"count": 6}}}, "schedule.retry.count", "0 to 5", "between 0 and 5"),
     (
         {"schedule": {"retry": {"min_backoff": "2h", "max_backoff": "1h"}}},
@@ -129,6 +164,18 @@ INVALID = [
     ({"job": {"description": "x" * 501}}, "job.description", "at most 500", "shorten"),
     (
         {"schedule": {"service_account": "s@other-project.iam.gserviceaccount.com"}},
+        "schedule.service_account",
+        "in the job's project",
+        "scheduler@demo-project",
+    ),
+    (
+        {"schedule": {"service_account": "s@demo-project-2.iam.gserviceaccount.com"}},
+        "schedule.service_account",
+        "in the job's project",
+        "scheduler@demo-project",
+    ),
+    (
+        {"schedule": {"service_account": "x-demo-project@appspot.gserviceaccount.com"}},
         "schedule.service_account",
         "in the job's project",
         "scheduler@demo-project",
@@ -181,12 +228,18 @@ VALID = [
     {"job": {"pattern": "class"}, "schedule": {"body": {"market": "KR", "dry_run": True}}},
     {"schedule": {"http_method": "GET", "body": DELETE}},
     {"secrets": {"API_KEY": "projects/demo-project/secrets/api-key:3"}},
+    {"schedule": {"time_zone": "utc"}},
+    {"schedule": {"service_account": "demo-project@appspot.gserviceaccount.com"}},
+    {"schedule": {"service_account": "s@demo-project.iam.gserviceaccount.com"}},
+    {"schedule": {"service_account": "123-compute@developer.gserviceaccount.com"}},
+    {"job": {"description": "Collect FX rates\n\tevery weekday\n"}},
 ]
 
 
 @pytest.mark.parametrize("overrides", VALID)
 def test_accepts_what_google_accepts(write_params, overrides):
-    load_spec(write_params(**overrides))
+    spec = load_spec(write_params(**overrides))
+    assert len(summarize(spec)) > 10  # what `opslib check` prints works for every valid spec
 
 
 def test_shipped_parameters_are_valid():
@@ -219,6 +272,20 @@ def test_duplicate_key_and_bad_yaml_are_located(tmp_path):
     assert "not valid YAML" in str(info.value) and f"{broken}:" in str(info.value)
 
 
+def test_each_bad_env_and_secret_key_is_reported_at_its_own_path(write_params):
+    params = write_params(
+        deploy={"env": {"1A": "x", "OK": "y", "PORT": "z"}},
+        secrets={"K_SERVICE": "a:latest", "B": "no-version", "C": "c:1"},
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(params)
+    lines = params.read_text().splitlines()
+    by_path = {i.path: i for i in info.value.issues}
+    assert set(by_path) == {"deploy.env.1A", "deploy.env.PORT", "secrets.K_SERVICE", "secrets.B"}
+    for path, issue in by_path.items():
+        assert lines[issue.line - 1].strip().startswith(path.split(".")[-1]), (path, issue.line)
+
+
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     return {
         str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
@@ -242,3 +309,72 @@ def test_cli_check_exit_codes_and_writes_nothing(write_params, tmp_path):
     for key in ("service", "schedule.cron", "schedule.time_zone"):
         assert f"{key} = " in failed.stderr
     assert _snapshot(tmp_path) == before
+
+
+def _check(params: Path, capsys) -> tuple[int, str, str]:
+    """`opslib check PARAMS` in this process (the console script is tested above)."""
+    code = cli.main(["check", str(params)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _example_with(old: str, new: str) -> bytes:
+    text = EXAMPLE.read_text()
+    assert old in text, old
+    return text.replace(old, new).encode()
+
+
+# (case, file content or None for "a directory", words stderr must hold)
+CLI_BAD_INPUT = [
+    ("cpu-nan", _example_with("cpu: 2", "cpu: .nan"), "deploy.cpu = nan"),
+    ("cpu-inf", _example_with("cpu: 2", "cpu: .inf"), "deploy.cpu = inf"),
+    ("cpu-snan", _example_with("cpu: 2", "cpu: sNaN"), "deploy.cpu = 'sNaN'"),
+    (
+        "body-date",
+        _example_with("{dry_run: false}", "{dry_run: 2024-01-01}"),
+        "schedule.body.dry_run = ***",
+    ),
+    (
+        "not-utf8",
+        _example_with("Seoul time", "Seoul time \xff").replace(b"\xc3\xbf", b"\xff"),
+        "UTF-8",
+    ),
+    ("directory", None, "cannot be read"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "content", "words"), CLI_BAD_INPUT, ids=[c[0] for c in CLI_BAD_INPUT]
+)
+def test_cli_bad_input_exits_2_with_a_message(tmp_path, capsys, case, content, words):
+    params = tmp_path / f"{case}.yaml"
+    if content is None:
+        params.mkdir()
+    else:
+        params.write_bytes(content)
+    code, _out, err = _check(params, capsys)
+    assert code == 2, err
+    assert words in err and "fix" in err, err
+
+
+SECRET = "sk-live-SECRET-123"
+LEAKS = [
+    ("schedule:\n", f"schedule:\n  headers: {{Authorization: 'Bearer {SECRET}', Host: x}}\n"),
+    ("deploy:\n", f"deploy:\n  env: {{FX_API_KEY: '{SECRET}', 9BAD: '{SECRET}'}}\n"),
+    ("{dry_run: false}", f"{{dry_run: false, token: '{SECRET}', day: 2024-01-01}}"),
+    ("deploy:\n", f"secrets: {{API_KEY: '{SECRET}'}}\ndeploy:\n"),
+    ("deploy:\n", f"secrets: {{API_KEY: '{SECRET} x:1'}}\ndeploy:\n"),
+    ("deploy:\n", f"secret: {{API_KEY: '{SECRET}'}}\napi_key: '{SECRET}'\ndeploy:\n"),
+    ("deploy:\n", f"secrets: {{A: 'a:1'}}\ndeploy:\n  env: {{A: '{SECRET}'}}\n"),
+    ("deploy:\n", f"deploy:\n  env: '{SECRET}'\n"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), LEAKS, ids=[str(i) for i in range(len(LEAKS))])
+def test_errors_never_print_secret_values(tmp_path, capsys, old, new):
+    params = tmp_path / "leak.yaml"
+    params.write_bytes(_example_with(old, new))
+    code, out, err = _check(params, capsys)
+    assert code == 2, out + err
+    assert "***" in err
+    assert "SECRET" not in out + err, err

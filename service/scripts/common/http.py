@@ -8,10 +8,12 @@ up with the last error rather than wait longer than `max_wait` in one request.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from tenacity import (
@@ -25,6 +27,9 @@ from tenacity import (
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A query string inside an error message (requests puts the full URL there).
+_QUERY = re.compile(r"\?[^\s'\")]*")
+_USERINFO = re.compile(r"//[^/\s@]+@")
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def _log_retry(state: RetryCallState) -> None:
             "status": response.status_code if response is not None else None,
             "attempt": state.attempt_number,
             "wait_s": state.next_action.sleep if state.next_action else 0.0,
-            "url": response.url if response is not None else None,
+            "url": without_query(response.url) if response is not None else None,
         },
     )
 
@@ -119,11 +124,26 @@ def request(
         before_sleep=_log_retry,
         reraise=True,
     )
-    for attempt in retrying:
-        with attempt:
-            response = http.request(method, url, **kwargs)
-            response.raise_for_status()
+    try:
+        for attempt in retrying:
+            with attempt:
+                response = http.request(method, url, **kwargs)
+                response.raise_for_status()
+    except requests.RequestException as exc:
+        raise _without_queries(exc) from None
     return response
+
+
+def without_query(url: str) -> str:
+    """A URL fit for logs: no query string, fragment or user:password (API keys live there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _without_queries(exc: requests.RequestException) -> requests.RequestException:
+    """The same error with query strings cut from its message, which routes return and log."""
+    message = _USERINFO.sub("//", _QUERY.sub("", str(exc)))
+    return type(exc)(message, response=exc.response, request=exc.request)
 
 
 def get_json(url: str, **kwargs: Any) -> Any:
