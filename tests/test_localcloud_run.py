@@ -288,3 +288,63 @@ def test_build_rejects_what_it_cannot_carry_out(tmp_path):
     with pytest.raises(exceptions.GoogleAPICallError) as info:
         build(folder, image_name("weird", "v1"))
     assert "RUN apt-get update" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("service_id", "template", "message"),
+    [
+        ("Bad_Id", {}, "only lowercase, digits, and hyphens"),
+        (
+            "ok-env",
+            {"containers": [{"image": "x", "env": [{"name": "PORT", "value": "1"}]}]},
+            "reserved env names were provided: PORT",
+        ),
+        (
+            "ok-cpu",
+            {
+                "containers": [
+                    {"image": "x", "resources": {"limits": {"cpu": "1", "memory": "8Gi"}}}
+                ]
+            },
+            "memory above 4Gi needs at least 2 CPUs",
+        ),
+        ("ok-timeout", {"timeout": {"seconds": 3601}}, "between 1s and 3600s"),
+        ("ok-image", {"containers": [{"image": ""}]}, "image is required"),
+    ],
+)
+def test_create_service_validates_as_google_does(run, service_id, template, message):
+    body = {"containers": [{"image": "x"}], **template}
+    with pytest.raises(exceptions.BadRequest) as info:
+        run.create_service(parent=PARENT, service_id=service_id, service={"template": body})
+    assert message in info.value.message
+
+
+def test_unknown_service_field_is_rejected():
+    status, body = call(
+        f"/v2/{PARENT}/services?serviceId=x1",
+        {"template": {"containers": [{"image": "x", "colour": 1}]}},
+    )
+    assert status == 400 and 'Unknown name "colour"' in body["error"]["message"]
+
+
+def test_missing_secret_fails_the_revision(run, image):
+    service_id = unique("nosecret")
+    env = [
+        {
+            "name": "API_KEY",
+            "value_source": {"secret_key_ref": {"secret": unique("absent"), "version": "latest"}},
+        }
+    ]
+    with pytest.raises(exceptions.FailedPrecondition) as info:
+        deploy(run, service_id, image, containers=[{"image": image, "env": env}])
+    assert "SECRETS_ACCESS_CHECK_FAILED" in info.value.message
+
+
+def test_build_logs_reach_logging(tmp_path):
+    result = build(service_folder(tmp_path), image_name("logged", "v1"))
+    lines = [
+        e["textPayload"]
+        for e in entries(f'resource.type="build" AND resource.labels.build_id="{result.id}"')
+    ]
+    assert any(line.startswith("Step 1/") for line in lines) and lines[-1] == "DONE"
+    assert any(line.startswith("PUSH ") for line in lines)
