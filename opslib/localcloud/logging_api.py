@@ -90,8 +90,8 @@ class LogStore:
                         continue  # a torn or foreign line must not keep localcloud from starting
         self._file = self.path.open("a")
 
-    def _insert(self, entry: dict[str, Any]) -> None:
-        entry["_ts"] = timestamp_nanos(entry["timestamp"])
+    def _insert(self, entry: dict[str, Any], nanos: int | None = None) -> None:
+        entry["_ts"] = timestamp_nanos(entry["timestamp"]) if nanos is None else nanos
         key = (entry["_ts"], entry["insertId"])
         if not self.keys or key >= self.keys[-1]:
             self.keys.append(key)
@@ -106,7 +106,7 @@ class LogStore:
         now = rfc3339(self.cloud.clock.now())
         entry.setdefault("timestamp", now)
         try:
-            timestamp_nanos(entry["timestamp"])
+            nanos = timestamp_nanos(entry["timestamp"])
         except FilterError:
             raise invalid(
                 f"Invalid timestamp {entry['timestamp']!r}: use RFC 3339.", "entries.timestamp"
@@ -121,7 +121,7 @@ class LogStore:
             SEVERITIES.get(severity, "DEFAULT") if isinstance(severity, int) else severity
         )
         self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
-        self._insert(entry)
+        self._insert(entry, nanos)
         return entry
 
     def query(
@@ -157,7 +157,7 @@ INT64_FIELDS = ("requestSize", "responseSize", "cacheFillBytes")
 
 def _http_request(given: dict[str, Any]) -> dict[str, Any]:
     """HttpRequest as Google returns it: camelCase, int64 sizes as strings, status an int."""
-    out = {schema.camel(k): v for k, v in given.items()}
+    out = {(schema.camel(k) if "_" in k else k): v for k, v in given.items()}
     for key in INT64_FIELDS:
         if key in out:
             out[key] = str(out[key])

@@ -14,13 +14,17 @@ import time
 import uuid
 from typing import Any
 
-from aiohttp import web
-from multidict import CIMultiDict
-
 from opslib.localcloud import run_model, tokens
 from opslib.localcloud.clock import duration_seconds
 from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.upstream import Pool, UpstreamError
+from opslib.localcloud.upstream import (
+    BadRequest,
+    Pool,
+    Request,
+    UpstreamError,
+    read_request,
+    write_response,
+)
 
 HOP_BY_HOP = {
     "connection",
@@ -57,44 +61,83 @@ INVOKER_ROLES = {
 }
 
 
+Reply = tuple[int, list[tuple[str, str]], bytes]
+
+
+def _text(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Reply:
+    return status, [("Content-Type", content_type)], text.encode()
+
+
 class Front:
-    """The per-service listeners, and the proxy they share."""
+    """The per-service listeners, and the pooled connections to instances they share."""
 
     def __init__(self, cloud: Cloud, run: Any) -> None:
         self.cloud, self.run = cloud, run
-        self.sites: dict[str, web.AppRunner] = {}
+        self.servers: dict[str, asyncio.Server] = {}
+        self.connections: dict[str, set[asyncio.StreamWriter]] = {}
         self.pools: dict[int, Pool] = {}
         self.verified: dict[str, dict[str, Any]] = {}
 
     async def ensure(self, service: dict[str, Any]) -> None:
         """Listen on the service's URL (idempotent)."""
-        if service["name"] in self.sites:
-            return
-        app = web.Application(client_max_size=32 * 1024 * 1024)
         name = service["name"]
+        if name in self.servers:
+            return
+        self.connections[name] = set()
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await self.handle(name, request)
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(name, reader, writer)
 
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", service["_port"], reuse_address=True).start()
-        self.sites[name] = runner
+        self.servers[name] = await asyncio.start_server(
+            serve, "127.0.0.1", service["_port"], reuse_address=True, limit=64 * 1024
+        )
 
     async def remove(self, service: dict[str, Any]) -> None:
-        runner = self.sites.pop(service["name"], None)
-        if runner:
-            await runner.cleanup()
+        await self._stop(service["name"])
+
+    async def _stop(self, name: str) -> None:
+        server = self.servers.pop(name, None)
+        if server is None:
+            return
+        server.close()
+        for writer in self.connections.pop(name, set()):
+            writer.close()
+        await server.wait_closed()
 
     async def close(self) -> None:
-        for name in list(self.sites):
-            await self.sites.pop(name).cleanup()
+        for name in list(self.servers):
+            await self._stop(name)
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
 
-    def _authorized(self, service: dict[str, Any], request: web.Request) -> tuple[int, str] | None:
+    async def _serve(
+        self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One client connection: requests in order, kept alive as the client asks."""
+        self.connections[name].add(writer)
+        try:
+            while True:
+                try:
+                    request = await read_request(reader, writer)
+                except BadRequest as exc:
+                    status, headers, body = _text(400, f"Bad Request: {exc}\n")
+                    write_response(writer, status, headers, body, keep_alive=False)
+                    break
+                if request is None:
+                    break
+                status, headers, body = await self.handle(name, request)
+                write_response(writer, status, headers, body, request.keep_alive)
+                await writer.drain()
+                if not request.keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.connections.get(name, set()).discard(writer)
+            writer.close()
+
+    def _authorized(self, service: dict[str, Any], request: Request) -> tuple[int, str] | None:
         """None when the request may pass; else (status, reason)."""
         bindings = service.get("_iam", {}).get("bindings", [])
         members = {
@@ -102,7 +145,7 @@ class Front:
         }
         if service.get("invokerIamDisabled") or "allUsers" in members:
             return None
-        header = request.headers.get("Authorization", "")
+        header = request.header("Authorization")
         if not header.startswith("Bearer "):
             return 403, "no identity token"
         token = header[7:].strip()
@@ -124,36 +167,29 @@ class Front:
             return 403, f"{email} lacks roles/run.invoker on the service"
         return None
 
-    async def handle(self, name: str, request: web.Request) -> web.StreamResponse:
+    async def handle(self, name: str, request: Request) -> Reply:
         started = time.perf_counter()
         service = self.run.data["services"].get(name)
         if service is None:
-            return web.Response(status=404, text="Service not found")
-        body = await request.read()
+            return _text(404, "Service not found\n")
         refused = self._authorized(service, request)
-        revision_name = run_model.pick(service)
-        revision = self.run.data["revisions"].get(revision_name or "")
+        revision = self.run.data["revisions"].get(run_model.pick(service) or "")
         if refused:
-            status, _ = refused
-            page = FORBIDDEN if status == 403 else UNAUTHORIZED
-            response = web.Response(
-                status=status, text=page.format(path=request.path), content_type="text/html"
-            )
-            self._log(
-                service, revision, request, body, response.status, len(response.text or ""), started
-            )
-            return response
+            page = FORBIDDEN if refused[0] == 403 else UNAUTHORIZED
+            reply = _text(refused[0], page.format(path=request.path), "text/html; charset=UTF-8")
+            self._log(service, revision, request, reply[0], len(reply[2]), started)
+            return reply
         if revision is None:
-            return web.Response(status=503, text="Service Unavailable: no ready revision")
+            return _text(503, "Service Unavailable: no ready revision\n")
         try:
             instance, _ = await self.run.instances.ensure(revision)
         except Exception as exc:
-            self._log(service, revision, request, body, 503, 0, started, text=str(exc))
-            return web.Response(status=503, text="Service Unavailable")
+            self._log(service, revision, request, 503, 0, started, text=str(exc))
+            return _text(503, "Service Unavailable\n")
         timeout = duration_seconds(revision.get("timeout"), 300) - (time.perf_counter() - started)
         instance.active += 1
         try:
-            return await self._forward(service, revision, instance, request, body, started, timeout)
+            return await self._forward(service, revision, instance, request, started, timeout)
         finally:
             instance.active -= 1
             instance.last_used = time.monotonic()
@@ -163,53 +199,41 @@ class Front:
         service: dict[str, Any],
         revision: dict[str, Any],
         instance: Any,
-        request: web.Request,
-        body: bytes,
+        request: Request,
         started: float,
         timeout: float,
-    ) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    ) -> Reply:
         trace = uuid.uuid4().hex
-        headers.update(
-            {
-                "X-Cloud-Trace-Context": f"{trace}/1;o=1",
-                "X-Forwarded-Proto": "https",
-                "X-Forwarded-For": request.remote or "127.0.0.1",
-            }
-        )
+        headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
+        headers += [
+            ("X-Cloud-Trace-Context", f"{trace}/1;o=1"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-For", request.remote or "127.0.0.1"),
+        ]
         pool = self.pools.get(instance.port)
         if pool is None:
             pool = self.pools[instance.port] = Pool(instance.port)
         try:
             upstream = await pool.request(
-                request.method,
-                str(request.rel_url),
-                list(headers.items()),
-                body,
-                max(timeout, 0.001),
+                request.method, request.target, headers, request.body, max(timeout, 0.001)
             )
         except TimeoutError:
-            self._log(
-                service, revision, request, body, 504, 24, started, text=TIMEOUT_TEXT, trace=trace
-            )
-            return web.Response(status=504, text="upstream request timeout")
+            self._log(service, revision, request, 504, 24, started, text=TIMEOUT_TEXT, trace=trace)
+            return _text(504, "upstream request timeout")
         except (UpstreamError, OSError):
-            self._log(service, revision, request, body, 503, 0, started, trace=trace)
-            return web.Response(status=503, text="Service Unavailable")
-        out = CIMultiDict((k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP)
-        response = web.Response(status=upstream.status, body=upstream.body, headers=out)
-        payload = upstream.body
+            self._log(service, revision, request, 503, 0, started, trace=trace)
+            return _text(503, "Service Unavailable\n")
+        out = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP]
         self._log(
-            service, revision, request, body, response.status, len(payload), started, trace=trace
+            service, revision, request, upstream.status, len(upstream.body), started, trace=trace
         )
-        return response
+        return upstream.status, out, upstream.body
 
     def _log(
         self,
         service: dict[str, Any],
         revision: dict[str, Any] | None,
-        request: web.Request,
-        body: bytes,
+        request: Request,
         status: int,
         size: int,
         started: float,
@@ -218,6 +242,7 @@ class Front:
     ) -> None:
         _, project, _, location, _, service_id = service["name"].split("/")
         latency = time.perf_counter() - started
+        size_in = len(request.body) + sum(len(k) + len(v) + 4 for k, v in request.headers)
         entry: dict[str, Any] = {
             "logName": f"projects/{project}/logs/run.googleapis.com%2Frequests",
             "resource": {
@@ -233,14 +258,12 @@ class Front:
             "severity": "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO",
             "httpRequest": {
                 "requestMethod": request.method,
-                "requestUrl": f"{service['uri']}{request.rel_url}",
-                "requestSize": str(
-                    len(body) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
-                ),
+                "requestUrl": f"{service['uri']}{request.target}",
+                "requestSize": str(size_in),
                 "status": status,
                 "responseSize": str(size),
-                "userAgent": request.headers.get("User-Agent", ""),
-                "remoteIp": request.remote or "",
+                "userAgent": request.header("User-Agent"),
+                "remoteIp": request.remote,
                 "serverIp": "127.0.0.1",
                 "latency": f"{latency:.9f}s",
                 "protocol": "HTTP/1.1",
