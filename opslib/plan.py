@@ -23,6 +23,7 @@ class Change:
     action: Action
     fields: tuple[str, ...] = ()
     detail: str = ""
+    gcloud: str = ""  # the equivalent command, so users can see and reproduce what opslib does
 
 
 @dataclass
@@ -46,7 +47,9 @@ class Plan:
                 "action": c.action,
                 "fields": ", ".join(c.fields),
                 "detail": c.detail,
+                "gcloud": c.gcloud,
             }
             for c in self.changes
         ]
-        return pd.DataFrame(rows, columns=["step", "resource", "action", "fields", "detail"])
+        columns = ["step", "resource", "action", "fields", "detail", "gcloud"]
+        return pd.DataFrame(rows, columns=columns)

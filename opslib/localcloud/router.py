@@ -66,6 +66,7 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
+        self.calls: list[tuple[str, str]] = []  # (method, path) of every API call, for tests
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, _compile(pattern), pattern, handler))
@@ -86,6 +87,7 @@ class Router:
             allowed = True
             if method != request.method:
                 continue
+            self.calls.append((method, path))
             try:
                 result = await handler(Call(request, match.groupdict(), query))
             except ApiError as exc:

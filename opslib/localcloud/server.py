@@ -152,6 +152,13 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
             return web.Response(status=404, text=f"no log for build {build_id}\n")
         return web.Response(text="\n".join(lines) + "\n")
 
+    async def calls(request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        made = router.calls[since:]
+        return web.json_response(
+            {"next": len(router.calls), "calls": [{"method": m, "path": p} for m, p in made]}
+        )
+
     async def routes(_: web.Request) -> web.Response:
         return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
 
@@ -163,6 +170,7 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
     app.router.add_get(f"{CONTROL}/routes", routes)
     app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
     app.router.add_get(f"{CONTROL}/instances", instances)
+    app.router.add_get(f"{CONTROL}/calls", calls)
     app.router.add_get(CONTROL + "/builds/{build}", build_log)
 
 
