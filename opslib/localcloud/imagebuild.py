@@ -114,7 +114,7 @@ def _ignore(context: Path) -> pathspec.PathSpec:
         if (context / ".dockerignore").exists()
         else []
     )
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _run(

@@ -1,0 +1,377 @@
+"""Step 3 — build and deploy: source -> Cloud Build -> image -> Cloud Run revision -> traffic.
+
+The image tag is the hash of the packed source, so an unchanged service folder and spec plan
+"no change" and make no mutating call. The service stays private: only the spec's invoker
+account gets roles/run.invoker, on this service only. A revision that fails to start leaves
+traffic where it was, and the step fails with the revision's reason and its last log lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shlex
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pathspec
+from google.api_core import exceptions
+
+from opslib.clients import Clients, clients_for
+from opslib.errors import BadInput, OpslibError
+from opslib.gcp_rules import format_duration
+from opslib.plan import Change, Plan
+from opslib.progress import wait
+from opslib.spec import Spec
+
+INVOKER = "roles/run.invoker"
+
+
+@dataclass
+class Source:
+    """The packed service folder: a deterministic tarball and the tag it yields."""
+
+    data: bytes
+    tag: str
+
+
+@dataclass
+class DeployPlan:
+    plan: Plan
+    source: Source
+    image: str
+    live: Any | None
+    desired: dict[str, Any]
+    invoker_missing: bool
+    public_members: list[str] = field(default_factory=list)
+
+
+def pack(service_dir: Path) -> Source:
+    """tar.gz of the folder minus .gcloudignore, byte-identical for identical content."""
+    ignore_file = service_dir / ".gcloudignore"
+    lines = ignore_file.read_text().splitlines() if ignore_file.exists() else []
+    spec = pathspec.GitIgnoreSpec.from_lines([*lines, ".git/", "__pycache__/"])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(p for p in service_dir.rglob("*") if p.is_file()):
+            relative = path.relative_to(service_dir).as_posix()
+            if spec.match_file(relative):
+                continue
+            info = tarfile.TarInfo(relative)
+            info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
+            archive.addfile(info, io.BytesIO(path.read_bytes()))
+    raw = buffer.getvalue()
+    data = gzip.compress(raw, mtime=0)
+    return Source(data, hashlib.sha256(raw).hexdigest()[:16])
+
+
+def image_for(spec: Spec, source: Source) -> str:
+    """Artifact Registry form (Container Registry, gcr.io, is shut down)."""
+    return f"{spec.region}-docker.pkg.dev/{spec.project}/opslib/{spec.service}:{source.tag}"
+
+
+def service_name(spec: Spec) -> str:
+    return f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
+
+
+def desired_template(spec: Spec, image: str) -> dict[str, Any]:
+    """The RevisionTemplate the spec asks for."""
+    d = spec.deploy
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(d.env.items())]
+    for name, ref in sorted(spec.secrets.items()):
+        secret, _, version = ref.rpartition(":")
+        env.append(
+            {
+                "name": name,
+                "value_source": {"secret_key_ref": {"secret": secret, "version": version}},
+            }
+        )
+    return {
+        "containers": [
+            {
+                "image": image,
+                "env": env,
+                "resources": {
+                    "limits": {"cpu": str(d.cpu), "memory": d.memory_text},
+                    "cpu_idle": True,
+                },
+            }
+        ],
+        "timeout": {"seconds": int(d.timeout)},
+        "scaling": {"min_instance_count": d.min_instances, "max_instance_count": d.max_instances},
+        "max_instance_request_concurrency": d.effective_concurrency,
+    }
+
+
+def _live_fields(service: Any) -> dict[str, Any]:
+    template = service.template
+    container = template.containers[0]
+    env = {}
+    for var in container.env:
+        ref = var.value_source.secret_key_ref
+        env[var.name] = f"secret:{ref.secret}:{ref.version}" if ref.secret else var.value
+    return {
+        "image": container.image,
+        "cpu": str(container.resources.limits.get("cpu", "")),
+        "memory": str(container.resources.limits.get("memory", "")),
+        "timeout": int(template.timeout.total_seconds()),
+        "min_instances": template.scaling.min_instance_count,
+        "max_instances": template.scaling.max_instance_count,
+        "concurrency": template.max_instance_request_concurrency,
+        "env": env,
+    }
+
+
+def _desired_fields(spec: Spec, image: str) -> dict[str, Any]:
+    d = spec.deploy
+    env = dict(d.env)
+    env.update({k: "secret:" + ":".join(v.rsplit(":", 1)) for k, v in spec.secrets.items()})
+    return {
+        "image": image,
+        "cpu": str(d.cpu),
+        "memory": d.memory_text,
+        "timeout": int(d.timeout),
+        "min_instances": d.min_instances,
+        "max_instances": d.max_instances,
+        "concurrency": d.effective_concurrency,
+        "env": env,
+    }
+
+
+def gcloud_deploy(spec: Spec, image: str) -> str:
+    """The same deploy with today's gcloud (v1 API; the seed's gcr.io is shut down)."""
+    d = spec.deploy
+    args = [
+        "gcloud",
+        "run",
+        "deploy",
+        spec.service,
+        f"--image={image}",
+        f"--project={spec.project}",
+        f"--region={spec.region}",
+        f"--memory={d.memory_text}",
+        f"--cpu={d.cpu}",
+        f"--timeout={int(d.timeout)}",
+        f"--min-instances={d.min_instances}",
+        f"--max-instances={d.max_instances}",
+        "--no-allow-unauthenticated",
+        "--quiet",
+    ]
+    if d.env:
+        args.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in sorted(d.env.items())))
+    if spec.secrets:
+        args.append(
+            "--set-secrets=" + ",".join(f"{k}={v}" for k, v in sorted(spec.secrets.items()))
+        )
+    return shlex.join(args)
+
+
+def plan(spec: Spec, service_dir: Path, clients: Clients | None = None) -> DeployPlan:
+    """What step 3 would change; reads only."""
+    clients = clients or clients_for(spec)
+    if not (service_dir / "Dockerfile").is_file():
+        raise BadInput(
+            str(service_dir), "has no Dockerfile", "pass the service folder (step 1-2 output)"
+        )
+    source = pack(service_dir)
+    image = image_for(spec, source)
+    try:
+        live = clients.run.get_service(name=service_name(spec))
+    except exceptions.NotFound:
+        live = None
+    result = Plan()
+    result.add(
+        Change(
+            "build",
+            image,
+            "no change" if live and _live_fields(live)["image"] == image else "create",
+            gcloud=shlex.join(
+                [
+                    "gcloud",
+                    "builds",
+                    "submit",
+                    f"--tag={image}",
+                    f"--project={spec.project}",
+                    str(service_dir),
+                ]
+            ),
+        )
+    )
+    desired, action, differ = _desired_fields(spec, image), "create", ()
+    if live is not None:
+        current = _live_fields(live)
+        differ = tuple(k for k in desired if desired[k] != current[k])
+        action = "update" if differ else "no change"
+    result.add(
+        Change(
+            "deploy", f"service {spec.service}", action, differ, gcloud=gcloud_deploy(spec, image)
+        )
+    )  # type: ignore[arg-type]
+    members, public = _members(clients, live)
+    invoker = f"serviceAccount:{spec.invoker_account}"
+    missing = invoker not in members
+    result.add(
+        Change(
+            "deploy",
+            f"invoker {spec.invoker_account}",
+            "create" if missing else "no change",
+            detail="roles/run.invoker on this service only"
+            + (f"; removes {public}" if public else ""),
+            gcloud=shlex.join(
+                [
+                    "gcloud",
+                    "run",
+                    "services",
+                    "add-iam-policy-binding",
+                    spec.service,
+                    f"--region={spec.region}",
+                    f"--member={invoker}",
+                    f"--role={INVOKER}",
+                ]
+            ),
+        )
+    )
+    return DeployPlan(
+        result, source, image, live, desired_template(spec, image), missing or bool(public), public
+    )
+
+
+def _members(clients: Clients, live: Any | None) -> tuple[set[str], list[str]]:
+    if live is None:
+        return set(), []
+    policy = clients.run.get_iam_policy(request={"resource": live.name})
+    members = {m for b in policy.bindings if b.role == INVOKER for m in b.members}
+    return members, sorted(members & {"allUsers", "allAuthenticatedUsers"})
+
+
+def deploy(
+    spec: Spec,
+    service_dir: Path,
+    clients: Clients | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+) -> tuple[Plan, pd.DataFrame]:
+    """Plan, then build, deploy, route traffic and grant the invoker; returns (plan, status)."""
+    clients = clients or clients_for(spec)
+    dp = plan(spec, Path(service_dir), clients)
+    if dry_run:
+        return dp.plan, pd.DataFrame()
+    actions = {c.resource.split(" ")[0]: c.action for c in dp.plan.changes}
+    if dp.plan.changes[0].action != "no change":
+        _build(spec, clients, dp, progress)
+    if actions["service"] != "no change":
+        _roll_out(spec, clients, dp, progress)
+    if dp.invoker_missing:
+        _grant(spec, clients)
+    return dp.plan, status(spec, clients)
+
+
+def _build(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
+    bucket_name = f"{spec.project.replace(':', '_').replace('.', '_')}_cloudbuild"
+    bucket = clients.storage.bucket(bucket_name)
+    if not bucket.exists():
+        bucket = clients.storage.create_bucket(bucket_name)
+    obj = f"source/{time.time():.6f}-{uuid.uuid4().hex}.tgz"
+    bucket.blob(obj).upload_from_string(dp.source.data, content_type="application/gzip")
+    operation = clients.build.create_build(
+        project_id=spec.project,
+        build={
+            "source": {"storage_source": {"bucket": bucket_name, "object_": obj}},
+            "steps": [
+                {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", dp.image, "."]}
+            ],
+            "images": [dp.image],
+        },
+    )
+    try:
+        wait(operation, f"build {spec.service}", progress)
+    except exceptions.GoogleAPICallError as exc:
+        raise OpslibError(
+            f"build of {dp.image}",
+            exc.message or str(exc),
+            "read the build log above; fix the Dockerfile or requirements.txt",
+        ) from None
+
+
+def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
+    template = dp.desired
+    try:
+        if dp.live is None:
+            operation = clients.run.create_service(
+                parent=f"projects/{spec.project}/locations/{spec.region}",
+                service_id=spec.service,
+                service={"template": template, "ingress": "INGRESS_TRAFFIC_ALL"},
+            )
+        else:
+            service = clients.run.get_service(name=service_name(spec))
+            service.template = template
+            service.traffic = [{"type_": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
+            operation = clients.run.update_service(service=service)
+        wait(operation, f"deploy {spec.service}", progress)
+    except exceptions.GoogleAPICallError as exc:
+        raise OpslibError(
+            f"deploy of {spec.service}",
+            _failure(spec, clients, exc),
+            "fix the service (see the log lines), then run step 3 again; traffic "
+            "stays on the previous revision",
+        ) from None
+
+
+def _failure(spec: Spec, clients: Clients, exc: exceptions.GoogleAPICallError) -> str:
+    """The revision's reason plus its last log lines."""
+    message = exc.message or str(exc)
+    service = clients.run.get_service(name=service_name(spec))
+    revision = service.latest_created_revision.rsplit("/", 1)[-1]
+    entries = clients.logging.list_entries(
+        filter_=f'resource.type="cloud_run_revision" AND resource.labels.revision_name='
+        f'"{revision}" AND NOT log_id("run.googleapis.com/requests")',
+        order_by="timestamp desc",
+        page_size=10,
+        max_results=10,
+    )
+    lines = [
+        str(e.payload.get("message", e.payload) if isinstance(e.payload, dict) else e.payload)
+        for e in entries
+    ][::-1]
+    return f"revision {revision} failed: {message}\n  last log lines:\n" + "\n".join(
+        f"    {line}" for line in lines
+    )
+
+
+def _grant(spec: Spec, clients: Clients) -> None:
+    """roles/run.invoker for the scheduler's account only; never allUsers."""
+    name = service_name(spec)
+    policy = clients.run.get_iam_policy(request={"resource": name})
+    for binding in policy.bindings:
+        if binding.role == INVOKER:
+            kept = [m for m in binding.members if m not in ("allUsers", "allAuthenticatedUsers")]
+            del binding.members[:]
+            binding.members.extend(kept)
+    invoker = f"serviceAccount:{spec.invoker_account}"
+    if not any(b.role == INVOKER and invoker in b.members for b in policy.bindings):
+        policy.bindings.add(role=INVOKER, members=[invoker])
+    clients.run.set_iam_policy(request={"resource": name, "policy": policy})
+
+
+def status(spec: Spec, clients: Clients | None = None) -> pd.DataFrame:
+    """Revision, URL and traffic of the live service, as users check after a deploy."""
+    clients = clients or clients_for(spec)
+    service = clients.run.get_service(name=service_name(spec))
+    rows = [
+        {
+            "revision": t.revision or service.latest_ready_revision.rsplit("/", 1)[-1],
+            "percent": t.percent,
+            "url": service.uri,
+            "ready": service.terminal_condition.state.name == "CONDITION_SUCCEEDED",
+            "timeout": format_duration(service.template.timeout.total_seconds()),
+            "memory": service.template.containers[0].resources.limits.get("memory"),
+        }
+        for t in service.traffic_statuses
+    ]
+    return pd.DataFrame(rows, columns=["revision", "percent", "url", "ready", "timeout", "memory"])
