@@ -179,6 +179,7 @@ def plan(spec: Spec, service_dir: Path, clients: Clients | None = None) -> Deplo
         raise BadInput(
             str(service_dir), "has no Dockerfile", "pass the service folder (step 1-2 output)"
         )
+    _check_secrets(spec, clients)
     source = pack(service_dir)
     image = image_for(spec, source)
     try:
@@ -240,6 +241,22 @@ def plan(spec: Spec, service_dir: Path, clients: Clients | None = None) -> Deplo
     return DeployPlan(
         result, source, image, live, desired_template(spec, image), missing or bool(public), public
     )
+
+
+def _check_secrets(spec: Spec, clients: Clients) -> None:
+    """Every secret the service mounts exists and is readable, before anything changes."""
+    if not spec.secrets:
+        return
+    from opslib.secrets import check_refs
+
+    refs = check_refs(clients, spec)
+    bad = refs[~refs["ok"]]
+    if len(bad):
+        raise BadInput(
+            "secrets",
+            f"not ready to mount:\n{bad.to_string(index=False)}",
+            "create them: opslib secrets add PARAMS NAME < value-file (or import a .env)",
+        )
 
 
 def _members(clients: Clients, live: Any | None) -> tuple[set[str], list[str]]:

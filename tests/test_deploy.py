@@ -14,7 +14,7 @@ from conftest import EXAMPLE, SERVICE
 from opslib import deploy as step3
 from opslib.clients import Clients
 from opslib.endpoint import patch_endpoint
-from opslib.errors import OpslibError
+from opslib.errors import BadInput, OpslibError
 from opslib.scaffold import scaffold
 from opslib.spec import Spec
 
@@ -136,3 +136,15 @@ def test_missing_service_reads_as_create(tmp_path, clients):
     assert [c.action for c in plan.changes] == ["create", "create", "create"] and frame.empty
     with pytest.raises(exceptions.NotFound):
         clients.run.get_service(name=step3.service_name(spec))
+
+
+def test_missing_secret_stops_before_any_change(tmp_path, clients):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(service=lc.unique("nosec"), secrets={"FX_API_KEY": f"{lc.unique('absent')}:latest"})
+    spec = Spec.model_validate(data)
+    folder = service_copy(tmp_path, spec)
+    before = mark()
+    with pytest.raises(BadInput) as info:
+        step3.deploy(spec, folder, clients, progress=False)
+    assert "FX_API_KEY" in str(info.value) and "opslib secrets add" in info.value.fix
+    assert [c for c in calls_since(before) if c["method"] in MUTATING] == []
