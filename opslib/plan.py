@@ -11,7 +11,7 @@ from typing import Literal
 
 import pandas as pd
 
-Action = Literal["create", "update", "no change"]
+Action = Literal["create", "update", "delete", "no change"]
 
 
 @dataclass(frozen=True)
