@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from opslib import endpoint, endpoint_lint, runner, scaffold
+from opslib import cli_steps, endpoint, endpoint_lint, runner, scaffold
 from opslib.errors import OpslibError
 from opslib.spec_loader import load_spec
 from opslib.summary import summarize
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="copy service/ again")
     run.set_defaults(func=cmd_run)
     _localcloud_parser(sub)
+    cli_steps.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,147 @@
+"""`opslib deploy | schedule | verify | logs | secrets`: steps 3-5 from the shell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from opslib.spec_loader import load_spec
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False) if len(frame) else "(nothing)"
+
+
+def _plan_table(frame: pd.DataFrame) -> str:
+    """The plan without the long gcloud column, then each gcloud equivalent on its own line."""
+    shown = frame.drop(columns=["gcloud"])
+    commands = [f"  $ {c}" for c in frame["gcloud"] if c]
+    return _table(shown) + (
+        "\nequivalent gcloud commands:\n" + "\n".join(commands) if commands else ""
+    )
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from opslib import deploy
+
+    spec = load_spec(args.params)
+    plan, status = deploy.deploy(spec, Path(args.service_dir), dry_run=args.dry_run)
+    print(_plan_table(plan.to_frame()))
+    if not args.dry_run:
+        print(f"\n{_table(status)}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from opslib import schedule
+
+    spec = load_spec(args.params)
+    action = args.action or "apply"
+    if action == "apply":
+        plan = schedule.schedule(spec, dry_run=args.dry_run)
+    else:
+        plan = getattr(schedule, action)(spec)
+    print(_plan_table(plan.to_frame()))
+    if action != "delete" and not args.dry_run:
+        print(f"\n{_table(schedule.job_frame(spec))}")
+        print(f"\nnext runs:\n{_table(schedule.next_runs_frame(spec))}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from opslib import verify
+
+    spec = load_spec(args.params)
+    verdict = verify.verify(spec, progress=not args.quiet)
+    print(_table(verdict.checks))
+    print(f"\nlogs of the run:\n{_table(verdict.logs)}")
+    if not verdict.passed:
+        print(f"\nFAILED ({verdict.attempt})\n{_table(verify.error_lines(verdict))}")
+        return 1
+    print("\nPASSED")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from opslib import logs
+    from opslib.clients import clients_for
+
+    spec = load_spec(args.params)
+    print(
+        _table(logs.recent(clients_for(spec), spec, freshness=args.since, errors_only=args.errors))
+    )
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    import sys
+
+    from opslib import secrets
+    from opslib.clients import clients_for
+    from opslib.plan import Plan
+
+    spec = load_spec(args.params)
+    clients = clients_for(spec)
+    if args.action == "check":
+        frame = secrets.check_refs(clients, spec)
+        print(_table(frame))
+        return 0 if frame.empty or bool(frame["ok"].all()) else 1
+    if args.action == "import":
+        print(
+            _plan_table(
+                secrets.import_env(
+                    clients, spec.project, Path(args.env), dry_run=args.dry_run
+                ).to_frame()
+            )
+        )
+        return 0
+    if not args.name:
+        raise SystemExit("opslib secrets add|list needs a secret NAME")
+    if args.action == "list":
+        print(_table(secrets.list_versions(clients, spec.project, args.name)))
+        return 0
+    value = sys.stdin.buffer.read()  # never from the command line, where it would be seen
+    plan = Plan(
+        [
+            secrets.ensure_secret(clients, spec.project, args.name, dry_run=args.dry_run),
+            secrets.add_version(clients, spec.project, args.name, value, dry_run=args.dry_run),
+        ]
+    )
+    print(_plan_table(plan.to_frame()))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register the step 3-5 commands on the main parser."""
+    dep = sub.add_parser("deploy", help="step 3: build with Cloud Build, deploy to Cloud Run")
+    dep.add_argument("params", type=Path)
+    dep.add_argument("--service-dir", type=Path, default=Path("service"))
+    dep.add_argument("--dry-run", action="store_true", help="show the plan only")
+    dep.set_defaults(func=cmd_deploy)
+
+    sch = sub.add_parser("schedule", help="step 4: create or update the Cloud Scheduler job")
+    sch.add_argument("params", type=Path)
+    sch.add_argument("action", nargs="?", choices=["apply", "pause", "resume", "delete"])
+    sch.add_argument("--dry-run", action="store_true", help="show the plan only")
+    sch.set_defaults(func=cmd_schedule)
+
+    ver = sub.add_parser("verify", help="step 5: run the job now and judge it from its logs")
+    ver.add_argument("params", type=Path)
+    ver.add_argument("--quiet", action="store_true", help="no progress display")
+    ver.set_defaults(func=cmd_verify)
+
+    lgs = sub.add_parser("logs", help="the service's recent logs as a table")
+    lgs.add_argument("params", type=Path)
+    lgs.add_argument("--errors", action="store_true", help="severity>=ERROR only")
+    lgs.add_argument("--since", default="1h", help="how far back: 10m, 1h, 1d")
+    lgs.set_defaults(func=cmd_logs)
+
+    sec = sub.add_parser("secrets", help="Secret Manager: check, import a .env, add, list")
+    sec.add_argument("action", choices=["check", "import", "add", "list"])
+    sec.add_argument("params", type=Path)
+    sec.add_argument("name", nargs="?", help="secret id (add reads the value from stdin)")
+    sec.add_argument("--env", default=".env", help="the .env file for import")
+    sec.add_argument("--dry-run", action="store_true", help="show the plan only")
+    sec.set_defaults(func=cmd_secrets)
