@@ -124,18 +124,32 @@ class LogStore:
         self._insert(entry, nanos)
         return entry
 
-    def query(
-        self, projects: list[str], filter_text: str, descending: bool
-    ) -> list[dict[str, Any]]:
-        """Every entry of `projects` matching the filter, in timestamp order."""
+    def page(
+        self, projects: list[str], filter_text: str, descending: bool, start: int, size: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Up to `size` matches scanning from position `start`; and where the next page starts.
+
+        Paging resumes where the last page stopped scanning, so reading N entries in pages costs
+        one pass over the store, not one pass per page.
+        """
         try:
             match = compile_filter(filter_text)
         except FilterError as exc:
             raise invalid(str(exc), "filter") from None
         self._file.flush()
         prefixes = tuple(f"projects/{p}/" for p in projects)
-        ordered = reversed(self.entries) if descending else self.entries
-        return [e for e in ordered if e["logName"].startswith(prefixes) and match(e)]
+        entries, found = self.entries, []
+        total = len(entries)
+        position = start
+        while position < total:
+            entry = entries[total - 1 - position] if descending else entries[position]
+            position += 1
+            if entry["logName"].startswith(prefixes) and match(entry):
+                found.append(entry)
+                if len(found) == size:
+                    break
+        more = position < total and len(found) == size
+        return found, (position if more else None)
 
     def reset(self) -> None:
         self.keys.clear()
@@ -239,16 +253,16 @@ def register(router: Router, cloud: Cloud) -> LogStore:
             raise invalid(f"Invalid value at 'page_size' (TYPE_INT32), {size!r}", "page_size")
         if size < 0 or size > 1000:
             raise invalid(f"page_size must be between 0 and 1000, got {size}.", "page_size")
-        rows = store.query(
-            _projects(cloud, names), body.get("filter") or "", order.endswith("desc")
+        chunk, resume = store.page(
+            _projects(cloud, names),
+            body.get("filter") or "",
+            order.endswith("desc"),
+            _offset(body.get("pageToken")),
+            size or 50,
         )
-        start = _offset(body.get("pageToken"))
-        chunk = rows[start : start + (size or 50)]
         answer: dict[str, Any] = {"entries": [public(e) for e in chunk]}
-        if start + len(chunk) < len(rows):
-            answer["nextPageToken"] = base64.urlsafe_b64encode(
-                str(start + len(chunk)).encode()
-            ).decode()
+        if resume is not None:
+            answer["nextPageToken"] = base64.urlsafe_b64encode(str(resume).encode()).decode()
         return answer
 
     router.add("POST", "/v2/entries:write", write)
