@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/localcloud_proxy.py
+	$(BIN)/python benchmarks/logs_to_dataframe.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
