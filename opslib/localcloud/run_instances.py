@@ -20,9 +20,11 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from opslib.localcloud import imagebuild
+from opslib.localcloud.clock import parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 
 IDLE_SECONDS = float(os.environ.get("LOCALCLOUD_IDLE_SECONDS", "900"))
@@ -287,9 +289,19 @@ class Instances:
                 entry[target] = {**entry["labels"], **value} if target == "labels" else value
         for key in ("time", "timestamp"):
             if isinstance(payload.get(key), str):
-                entry["timestamp"] = payload.pop(key)
+                entry["timestamp"] = self._on_clock(payload.pop(key))
         entry["jsonPayload"] = payload
         return entry
+
+    def _on_clock(self, stamp: str) -> str:
+        """A container's own timestamp, moved onto localcloud's clock (which tests advance)."""
+        if not self.cloud.clock.offset:
+            return stamp
+        try:
+            when = parse_rfc3339(stamp)
+        except ValueError:
+            return stamp
+        return rfc3339(when + timedelta(seconds=self.cloud.clock.offset))
 
     def _system(self, revision: dict[str, Any], text: str, instance_id: str) -> None:
         project = revision["name"].split("/")[1]
