@@ -148,3 +148,16 @@ def test_missing_secret_stops_before_any_change(tmp_path, clients):
         step3.deploy(spec, folder, clients, progress=False)
     assert "FX_API_KEY" in str(info.value) and "opslib secrets add" in info.value.fix
     assert [c for c in calls_since(before) if c["method"] in MUTATING] == []
+
+
+def test_syntax_error_fails_the_build_and_changes_nothing_live(tmp_path, clients):
+    spec = make_spec(lc.unique("syn"))
+    folder = service_copy(tmp_path, spec)
+    _, good = step3.deploy(spec, folder, clients, progress=False)
+    endpoint = folder / "batch_endpoint.py"
+    endpoint.write_text(endpoint.read_text() + "\ndef oops(:\n")
+    with pytest.raises(OpslibError) as info:
+        step3.deploy(spec, folder, clients, progress=False)
+    assert "compileall" in str(info.value) and "Dockerfile or requirements.txt" in info.value.fix
+    after = step3.status(spec, clients)
+    assert after.iloc[0]["revision"] == good.iloc[0]["revision"] and after.iloc[0]["percent"] == 100
