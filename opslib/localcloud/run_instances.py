@@ -196,6 +196,11 @@ class Instances:
                 "K_CONFIGURATION": service,
             }
         )
+        # Where a container on Cloud Run finds its identity and Google's APIs: the metadata
+        # server (GCE_METADATA_HOST is google-auth's own override) and the API endpoints.
+        env["GCE_METADATA_HOST"] = f"127.0.0.1:{self.cloud.port}"
+        env["CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"] = f"{self.cloud.base_url}/"
+        env["GOOGLE_CLOUD_PROJECT"] = project
         if argv and os.path.basename(argv[0]) == "gunicorn":
             # Cloud Run's containers bind 0.0.0.0; localcloud keeps them on loopback.
             env["GUNICORN_CMD_ARGS"] = f"--bind=127.0.0.1:{port} " + env.get(

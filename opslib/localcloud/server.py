@@ -159,6 +159,23 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
             {"next": len(router.calls), "calls": [{"method": m, "path": p} for m, p in made]}
         )
 
+    async def metadata_token(request: web.Request) -> web.Response:
+        """The metadata server's access token for the instance's service account."""
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor:Google header.\n")
+        return web.json_response(
+            {
+                "access_token": "localcloud-" + os.urandom(8).hex(),
+                "expires_in": 3599,
+                "token_type": "Bearer",
+            }
+        )
+
+    async def metadata_project(request: web.Request) -> web.Response:
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor:Google header.\n")
+        return web.Response(text=request.query.get("project", "localcloud"))
+
     async def routes(_: web.Request) -> web.Response:
         return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
 
@@ -171,6 +188,9 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
     app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
     app.router.add_get(f"{CONTROL}/instances", instances)
     app.router.add_get(f"{CONTROL}/calls", calls)
+    token_path = "/computeMetadata/v1/instance/service-accounts/default/token"
+    app.router.add_get(token_path, metadata_token)
+    app.router.add_get("/computeMetadata/v1/project/project-id", metadata_project)
     app.router.add_get(CONTROL + "/builds/{build}", build_log)
 
 
