@@ -46,7 +46,7 @@ class Patch:
 def plan(spec: Spec, service_dir: Path) -> Patch:
     """Compute the patched source without writing anything."""
     path = Path(service_dir) / ENDPOINT_FILE
-    info = _parse(path, _read(path))
+    info = load(path)
     result = Plan()
     module = _plan_route(path, info, spec, result)
     module = _plan_entry(path, info, spec, module, result)
@@ -65,27 +65,25 @@ def patch_endpoint(spec: Spec, service_dir: Path, *, dry_run: bool = False) -> P
     return patch.plan
 
 
-def _read(path: Path) -> str:
-    """The file exactly as stored: newline="" keeps CRLF line ends for libcst to reproduce."""
+def load(path: Path) -> EndpointFile:
+    """The endpoint file parsed; step 2 and the checklist lint both read it this way.
+
+    newline="" keeps CRLF line ends for libcst to reproduce.
+    """
     try:
         with open(path, encoding="utf-8", newline="") as handle:
-            return handle.read()
+            return parse(handle.read())
     except FileNotFoundError:
         raise BadInput(
-            str(path), "not found", "pass the service folder with --service-dir"
+            str(path), "not found", "pass the folder that holds batch_endpoint.py (--service-dir)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(str(path), f"cannot be read as UTF-8 text: {exc}", "fix the file") from None
-
-
-def _parse(path: Path, source: str) -> EndpointFile:
-    try:
-        return parse(source)
     except cst.ParserSyntaxError as exc:
         raise BadInput(
             f"{path}:{exc.raw_line}",
             f"is not valid Python: {exc.message}",
-            "fix the syntax error, then run step 2 again",
+            "fix the syntax error, then run the step again",
         ) from None
 
 

@@ -15,9 +15,8 @@ import libcst as cst
 import pandas as pd
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from opslib.endpoint import ENDPOINT_FILE
-from opslib.endpoint_source import EndpointFile, JobImport, Route, dotted, job_imports, parse
-from opslib.errors import BadInput
+from opslib.endpoint import ENDPOINT_FILE, load
+from opslib.endpoint_source import EndpointFile, JobImport, Route, dotted, job_imports
 
 COLUMNS = ["file", "line", "route", "check", "finding", "fix"]
 ERROR_KEYS = ("errors", "error_count", "errors_count", "failed")
@@ -40,7 +39,7 @@ class Finding:
 def lint(service_dir: Path) -> pd.DataFrame:
     """Every checklist finding in the service's endpoint file, as a table (empty when clean)."""
     path = Path(service_dir) / ENDPOINT_FILE
-    info = _read(path)
+    info = load(path)
     wrapper = MetadataWrapper(info.module, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
     context = _Context(
@@ -70,23 +69,6 @@ class _Context:
     parents: Mapping[cst.CSTNode, cst.CSTNode]
     module_imports: dict[str, cst.CSTNode]
     request_names: set[str]
-
-
-def _read(path: Path) -> EndpointFile:
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(
-            str(path), "not found", "pass the folder that holds batch_endpoint.py"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(str(path), f"cannot be read as UTF-8 text: {exc}", "fix the file") from None
-    except cst.ParserSyntaxError as exc:
-        raise BadInput(
-            f"{path}:{exc.raw_line}",
-            f"is not valid Python: {exc.message}",
-            "fix the syntax error first",
-        ) from None
 
 
 def _check_route(info: EndpointFile, route: Route, context: _Context, add: Add) -> None:

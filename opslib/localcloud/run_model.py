@@ -150,7 +150,9 @@ def normalize(service: dict[str, Any]) -> dict[str, Any]:
     for key in spec.get("annotations") or {}:
         if RESERVED_ANNOTATION.match(key):
             raise invalid(f"Annotation {key} is reserved and cannot be set.", "service.annotations")
-    spec["ingress"] = _enum(spec.get("ingress", "INGRESS_TRAFFIC_ALL"), INGRESS, "service.ingress")
+    spec["ingress"] = schema.enum_name(
+        spec.get("ingress", "INGRESS_TRAFFIC_ALL"), INGRESS, "service.ingress"
+    )
     spec.setdefault("launchStage", "GA")
     if isinstance(spec.get("launchStage"), int):
         spec["launchStage"] = "GA"
@@ -160,16 +162,6 @@ def normalize(service: dict[str, Any]) -> dict[str, Any]:
     spec["template"] = _template(template)
     spec["traffic"] = _traffic(spec.get("traffic") or [])
     return spec
-
-
-def _enum(value: Any, names: dict[int, str], field: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value not in names:
-            raise invalid(f"Invalid value at '{field}' ({value})", field)
-        return names[value]
-    if value not in names.values():
-        raise invalid(f"Invalid value at '{field}' (\"{value}\")", field)
-    return value
 
 
 def _template(template: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +250,9 @@ def _traffic(traffic: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for target in traffic:
         entry = {k: v for k, v in target.items() if v not in (None, "", 0) or k == "percent"}
-        entry["type"] = _enum(target.get("type", 0), TRAFFIC_TYPES, "service.traffic.type")
+        entry["type"] = schema.enum_name(
+            target.get("type", 0), TRAFFIC_TYPES, "service.traffic.type"
+        )
         if entry["type"] == TRAFFIC_TYPES[0]:
             entry["type"] = BY_REVISION if target.get("revision") else LATEST
         entry["percent"] = int(target.get("percent", 0))

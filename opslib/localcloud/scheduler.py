@@ -102,7 +102,7 @@ def _check_location(parent: str, location: str) -> None:
         raise invalid(f"Location {parent} is not found or access is unallowed.", "parent")
 
 
-def normalize(body: dict[str, Any], name: str, updating: bool = False) -> dict[str, Any]:
+def normalize(body: dict[str, Any], name: str) -> dict[str, Any]:
     """Validate a job as Scheduler does and fill the defaults it echoes."""
     job = {
         k: v
@@ -251,7 +251,7 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
                 merged[top] = body[top]
             else:
                 merged.pop(top, None)
-        updated = normalize(merged, name, updating=True)
+        updated = normalize(merged, name)
         updated.update({k: job[k] for k in ("state", "status", "lastAttemptTime") if k in job})
         updated["userUpdateTime"] = rfc3339(cloud.clock.now())
         updated["scheduleTime"] = sched.next_run(updated)
