@@ -108,6 +108,17 @@ def test_deploy_runs_the_image_and_the_front_enforces_iam(run, image):
     assert all(e["resource"]["type"] == "cloud_run_revision" for e in logs)
 
 
+def test_front_survives_the_instance_closing_idle_connections(run, image):
+    """gunicorn drops a keep-alive connection after 2 s idle; the next request must not 503."""
+    service = deploy(run, unique("idle"), image)
+    grant(run, service, f"serviceAccount:{SA}")
+    bearer = token(service.uri, SA)
+    statuses = [fetch(service.uri + "/health", bearer)[0]]
+    time.sleep(3)  # past gunicorn's keepalive (2 s): the front's pooled connection is closed
+    statuses += [fetch(service.uri + "/health", bearer)[0] for _ in range(3)]
+    assert statuses == [200, 200, 200, 200]
+
+
 def test_scheduler_to_service_end_to_end(run, image):
     service_id = unique("e2e")
     service = deploy(run, service_id, image)

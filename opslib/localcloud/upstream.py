@@ -20,6 +20,10 @@ class UpstreamError(Exception):
     """The instance closed the connection or answered something that is not HTTP/1.1."""
 
 
+class _Stale(UpstreamError):
+    """The connection closed before a byte of answer: the instance had dropped it."""
+
+
 class BadRequest(Exception):
     """The client sent something that is not an HTTP/1.1 request."""
 
@@ -118,10 +122,38 @@ class Pool:
     async def request(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, timeout: float
     ) -> Response:
-        """One exchange; raises TimeoutError after `timeout` (the connection is then dropped)."""
-        reader, writer = (
-            self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
-        )
+        """One exchange; raises TimeoutError after `timeout` (the connection is then dropped).
+
+        An idle connection the instance closed (gunicorn drops keep-alive connections after a
+        couple of seconds) is never used: one whose close already arrived is skipped, and one
+        that closes without a byte of answer is retried once on a new connection, as HTTP
+        clients do with pooled connections.
+        """
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if reader.at_eof() or writer.is_closing():
+                writer.close()
+                continue
+            try:
+                return await self._on(reader, writer, method, target, headers, body, timeout)
+            except _Stale:
+                break
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            return await self._on(reader, writer, method, target, headers, body, timeout)
+        except _Stale as exc:
+            raise UpstreamError(str(exc)) from None
+
+    async def _on(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+    ) -> Response:
         try:
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
                 response, reusable = await self._exchange(
@@ -154,8 +186,14 @@ class Pool:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                raise _Stale(f"instance closed the connection: {exc}") from None
             raise UpstreamError(f"instance closed the connection: {exc}") from None
+        except ConnectionError as exc:
+            raise _Stale(f"instance closed the connection: {exc}") from None
+        except asyncio.LimitOverrunError as exc:
+            raise UpstreamError(f"instance answered a head too large: {exc}") from None
         status_line, *raw_headers = head[:-4].decode("latin-1").split("\r\n")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
