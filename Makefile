@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Runs the example automation (steps 1-2 for now) on a copy of service/ under runs/.
+## The example automation, all five step notebooks (papermill) against localcloud, on a copy of
+## service/ under runs/; ends with the verify table.
 demo: $(STAMP)
 	$(BIN)/opslib run $(PARAMS)
 
@@ -22,8 +23,8 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check opslib service tests benchmarks
-	$(BIN)/ruff format --check opslib service tests benchmarks
+	$(BIN)/ruff check opslib service tests benchmarks notebooks
+	$(BIN)/ruff format --check opslib service tests benchmarks notebooks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from opslib import cli_steps, endpoint, endpoint_lint, runner, scaffold
+# Step modules load in their commands: `opslib run` starts its kernel without waiting for libcst.
+from opslib import cli_steps
 from opslib.errors import OpslibError
 from opslib.spec_loader import load_spec
 from opslib.summary import summarize
@@ -26,6 +27,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
+    from opslib import scaffold
+
     spec = load_spec(args.params)
     plan = scaffold.scaffold(spec, args.service_dir, force=args.force, dry_run=args.dry_run)
     print(_table(plan.to_frame()))
@@ -33,6 +36,8 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
+    from opslib import endpoint, endpoint_lint
+
     if args.check:
         findings = endpoint_lint.lint(Path(args.target))
         print(_table(findings) if len(findings) else "endpoint checklist: no findings")
@@ -44,18 +49,26 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from opslib import runner
+
     results: list[runner.StepResult] = []
+    chosen = runner.parse_steps(args.steps)
     try:
         runner.run(
-            Path(args.params),
+            args.params,
+            steps=args.steps,
+            target=args.target,
             source=args.source,
             runs=args.runs,
             fresh=args.fresh,
             results=results,
         )
-    finally:  # the table shows the steps that ran, the failed one included
+    finally:  # the table shows every chosen step: the failed one and those not run
         if results:
-            print(f"\n{_table(runner.summary_frame(results))}")
+            print(f"\n{_table(runner.summary_frame(results, chosen))}")
+    verdict = runner.verify_checks(results)
+    if verdict is not None:
+        print(f"\nverify:\n{_table(verdict)}\nverify PASSED")
     return 0
 
 
@@ -120,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     endp.add_argument("--dry-run", action="store_true", help="show the plan only")
     endp.set_defaults(func=cmd_endpoint)
 
-    run = sub.add_parser("run", help="run the steps on a copy of service/ under runs/")
+    run = sub.add_parser("run", help="run the step notebooks (papermill) for one automation")
     run.add_argument("params", type=Path)
-    run.add_argument("--source", type=Path, default=Path("service"))
-    run.add_argument("--runs", type=Path, default=Path("runs"))
+    run.add_argument("--steps", default="1-5", help="which steps, e.g. 1-5 (default), 3, 1-2,4")
+    run.add_argument("--target", choices=["local", "gcp"], help="override the file's target")
+    run.add_argument("--source", type=Path, help="the service to copy (default: service/)")
+    run.add_argument("--runs", type=Path, help="where copies and notebooks go (default: runs/)")
     run.add_argument("--fresh", action="store_true", help="copy service/ again")
     run.set_defaults(func=cmd_run)
     _localcloud_parser(sub)

@@ -392,3 +392,34 @@ def status(spec: Spec, clients: Clients | None = None) -> pd.DataFrame:
         for t in service.traffic_statuses
     ]
     return pd.DataFrame(rows, columns=["revision", "percent", "url", "ready", "timeout", "memory"])
+
+
+def revisions_frame(spec: Spec, clients: Clients | None = None, limit: int = 3) -> pd.DataFrame:
+    """The newest revisions, ready or not, with their share of traffic (like `revisions list`)."""
+    clients = clients or clients_for(spec)
+    service = clients.run.get_service(name=service_name(spec))
+    traffic = {t.revision: t.percent for t in service.traffic_statuses}
+    revisions = sorted(
+        clients.revisions.list_revisions(parent=service_name(spec)),
+        key=lambda r: r.create_time,
+        reverse=True,
+    )[:limit]
+    rows = [
+        {
+            "revision": r.name.rsplit("/", 1)[-1],
+            "created": r.create_time,
+            "ready": _ready(r),
+            "traffic": traffic.get(r.name.rsplit("/", 1)[-1], 0),
+            "image": r.containers[0].image if r.containers else "",
+        }
+        for r in revisions
+    ]
+    return pd.DataFrame(rows, columns=["revision", "created", "ready", "traffic", "image"])
+
+
+def _ready(revision: Any) -> str:
+    """'yes', or the condition's message when the revision did not start."""
+    for condition in revision.conditions:
+        if condition.type_ == "Ready":
+            return "yes" if condition.state.name == "CONDITION_SUCCEEDED" else condition.message
+    return "yes" if revision.reconciling is False else "starting"

@@ -1,149 +1,249 @@
-"""`opslib run`: take one automation through its steps, on a working copy of the service.
+"""`opslib run`: the five step notebooks, executed headlessly by papermill, one after another.
 
-The committed `service/` is never edited: a run works on `runs/<name>/service`, copied once
-and reused, so a second run with the same spec plans no change. Steps 1-2 run here today; after
-them the run checks the endpoint, runs the generated unit test and calls the new route on a
-real gunicorn. (Steps 3-5 come with localcloud.)
+The notebooks are the product (users read and run them in JupyterLab); the runner runs the very
+same files with the spec's parameters, so CI and `make demo` exercise what users see. Each
+executed notebook is kept under `runs/<name>/<UTC timestamp>/` with a `summary.json`; a failed
+step stops the run and its notebook shows the failing cell. The committed `service/` is never
+edited: the steps work on `runs/<name>/service`, copied once and reused, so a second run with the
+same spec plans no change.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.error import HTTPError
-from urllib.request import Request, urlopen
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from opslib import endpoint, endpoint_lint, localserve, scaffold
-from opslib import gcp_rules as g
-from opslib.errors import OpslibError
-from opslib.plan import Plan
-from opslib.spec import Spec
-from opslib.spec_loader import load_spec
+from opslib.errors import BadInput, OpslibError
+from opslib.session import Session, ensure_localcloud, open_session
 
-COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+if TYPE_CHECKING:
+    from opslib.notebook_kernel import WarmKernel
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+STEPS = {
+    1: "01_write_function",
+    2: "02_patch_endpoint",
+    3: "03_deploy",
+    4: "04_schedule",
+    5: "05_verify",
+}
+VERIFY_REPORT = "verify.json"
+_STEPS_SYNTAX = re.compile(r"\d(-\d)?(,\d(-\d)?)*")
 
 
 @dataclass
 class StepResult:
-    """How one step of a run ended, for the summary table."""
+    """How one step notebook ended, for the table and summary.json."""
 
-    step: str
+    step: int
+    notebook: str
     status: str
     seconds: float
-    output: object = None
+    output: str
 
 
-def prepare_workdir(spec_path: Path, source: Path, runs: Path, *, fresh: bool = False) -> Path:
-    """runs/<name>/service: a copy of `source`, made once (or again with `fresh`)."""
-    target = runs / spec_path.stem / "service"
-    if fresh and target.exists():
-        shutil.rmtree(target)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, target, ignore=COPY_IGNORE)
-    return target
+def parse_steps(text: str) -> list[int]:
+    """'1-5', '3', '1-3,5' -> sorted step numbers; anything else is a clear error."""
+    text = str(text).replace(" ", "")
+    fix = "pass --steps as a number or range of 1-5, e.g. --steps 1-5, --steps 3 or --steps 1-2,4"
+    if not _STEPS_SYNTAX.fullmatch(text):
+        raise BadInput("--steps", f"{text!r} is not a step list", fix)
+    chosen: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        low, high = int(first), int(last or first)
+        if low > high or low not in STEPS or high not in STEPS:
+            raise BadInput("--steps", f"{part!r} is outside steps 1-5 or runs backwards", fix)
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)
+
+
+def notebook_parameters(session: Session, step: int, out_dir: Path) -> dict[str, object]:
+    """What the runner passes a step notebook (each declares these in its parameters cell)."""
+    parameters: dict[str, object] = {
+        "params": str(session.params),
+        "target": session.spec.target,
+        "service_dir": str(session.service_dir),
+        "progress": False,
+    }
+    if step == 5:
+        parameters["report"] = str(out_dir / VERIFY_REPORT)
+    return parameters
 
 
 def run(
-    spec_path: Path,
+    params: Path,
     *,
-    source: Path = Path("service"),
-    runs: Path = Path("runs"),
+    steps: str = "1-5",
+    target: str | None = None,
+    runs: Path | None = None,
+    source: Path | None = None,
     fresh: bool = False,
     echo: Callable[[str], None] = print,
     results: list[StepResult] | None = None,
 ) -> list[StepResult]:
-    """Run steps 1-2 and their checks; `results` fills as steps end, so a failure keeps them."""
+    """Run the chosen steps' notebooks; raises on the first failure (`results` keeps the rest)."""
     results = [] if results is None else results
-    spec = load_spec(spec_path)
-    service_dir = prepare_workdir(spec_path, source, runs, fresh=fresh)
-    echo(f"service copy: {service_dir}")
-    steps: list[tuple[str, Callable[[], object]]] = [
-        ("1 write function", lambda: scaffold.scaffold(spec, service_dir, keep_edited=True)),
-        ("2 patch endpoint", lambda: endpoint.patch_endpoint(spec, service_dir)),
-        ("2 endpoint checklist", lambda: _checklist(service_dir)),
-        ("job unit test", lambda: _unit_test(spec, service_dir)),
-        ("call route locally", lambda: _call_route(spec, service_dir)),
-    ]
-    for name, action in steps:
-        started = time.perf_counter()
-        try:
-            output = action()
-        except Exception:
-            results.append(StepResult(name, "failed", time.perf_counter() - started))
-            raise
-        results.append(StepResult(name, "ok", time.perf_counter() - started, output))
-        _show(echo, name, output)
+    chosen = parse_steps(steps)
+    session = open_session(params, target)  # validates the spec before anything is written
+    _import_papermill()
+    from opslib.notebook_kernel import WarmKernel
+
+    # The kernel starts (and imports opslib's step modules) while the copy is made and
+    # localcloud answers.
+    kernel = WarmKernel(session.root)
+    try:
+        return _run(session, chosen, kernel, runs, source, fresh, echo, results)
+    finally:
+        kernel.close()
+
+
+def _run(
+    session: Session,
+    chosen: list[int],
+    kernel: WarmKernel,
+    runs: Path | None,
+    source: Path | None,
+    fresh: bool,
+    echo: Callable[[str], None],
+    results: list[StepResult],
+) -> list[StepResult]:
+    if runs is not None:
+        session.service_dir = (Path(runs) / session.spec.job.name / "service").resolve()
+    session.ensure_service_copy(source=Path(source) if source else None, fresh=fresh)
+    if session.spec.target == "local" and any(step >= 3 for step in chosen):
+        url = ensure_localcloud(session.localcloud_state)
+        os.environ["OPSLIB_LOCALCLOUD_URL"] = url  # the kernels inherit it
+        echo(f"localcloud: {url}")
+    out_dir = _output_dir(session, runs)
+    echo(f"service copy: {session.service_dir}\nnotebooks:    {out_dir}")
+    started = datetime.now(UTC)
+    try:
+        for step in chosen:
+            results.append(_execute(step, session, kernel, out_dir, echo))
+            if results[-1].status != "ok":
+                raise OpslibError(
+                    f"step {step} ({STEPS[step]})",
+                    "failed; the executed notebook shows the failing cell",
+                    f"open {results[-1].output}",
+                )
+    finally:
+        _write_summary(out_dir, session, started, chosen, results)
     return results
 
 
-def _show(echo: Callable[[str], None], name: str, output: object) -> None:
-    if isinstance(output, Plan):
-        output = output.to_frame()
-    if isinstance(output, pd.DataFrame):
-        echo(f"\n[{name}]\n{output.to_string(index=False) if len(output) else '(nothing)'}")
-    elif output:
-        echo(f"\n[{name}]\n{output}")
+def _output_dir(session: Session, runs: Path | None) -> Path:
+    base = Path(runs) if runs is not None else session.root / "runs"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    out = (base / session.spec.job.name / stamp).resolve()
+    out.mkdir(parents=True, exist_ok=False)
+    return out
 
 
-def _checklist(service_dir: Path) -> pd.DataFrame:
-    findings = endpoint_lint.lint(service_dir)
-    if len(findings):
-        raise OpslibError(
-            str(service_dir / endpoint.ENDPOINT_FILE),
-            f"endpoint checklist:\n{findings.to_string(index=False)}",
-            "fix the routes listed",
+def _import_papermill() -> None:
+    """papermill, without the 2-3 s that jsonschema spends importing rfc3987_syntax.
+
+    jsonschema imports rfc3987_syntax eagerly for its `iri` format checks, which builds about
+    35 Earley parsers at import (python-jsonschema/jsonschema#1428); it is installed beside
+    JupyterLab. No notebook schema uses that format, and jsonschema skips the checker when the
+    import fails, so the runner blocks it before nbformat loads jsonschema.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import papermill  # noqa: F401
+
+
+def _execute(
+    step: int,
+    session: Session,
+    kernel: WarmKernel,
+    out_dir: Path,
+    echo: Callable[[str], None],
+) -> StepResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name = STEPS[step]
+    output = out_dir / f"{name}.ipynb"
+    started = time.perf_counter()
+    status = "ok"
+    kernel.reset()
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(output),
+            parameters=notebook_parameters(session, step, out_dir),
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(session.root),
+            **kernel.engine_kwargs(),
         )
-    return findings
+    except PapermillExecutionError as exc:
+        status = "failed"
+        echo(f"\nstep {step} failed in cell {exc.exec_count}: {exc.ename}: {_first_line(exc)}")
+    seconds = time.perf_counter() - started
+    echo(f"step {step} {name}: {status} ({seconds:.1f}s)")
+    return StepResult(step, name, status, round(seconds, 2), str(output))
 
 
-def _unit_test(spec: Spec, service_dir: Path) -> str:
-    test = f"tests/test_{spec.job.module}.py"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=service_dir,
-        capture_output=True,
-        text=True,
-    )
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
-    if proc.returncode != 0:
-        raise OpslibError(
-            str(service_dir / test), f"failed:\n{proc.stdout[-3000:]}", "fix the job or its test"
-        )
-    return last
+def _first_line(exc: Exception) -> str:
+    value = str(getattr(exc, "evalue", "") or exc)
+    return value.strip().splitlines()[0] if value.strip() else ""
 
 
-def _call_route(spec: Spec, service_dir: Path) -> str:
-    with localserve.serving(service_dir, env={"TEST_MODE": "1"}) as base:
-        body = spec.schedule.body_bytes if spec.schedule.http_method in g.BODY_METHODS else None
-        request = Request(
-            f"{base}{spec.job.route}",
-            data=body,
-            method=spec.schedule.http_method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urlopen(request, timeout=60) as response:
-                answer = json.loads(response.read())
-        except HTTPError as exc:
-            raise OpslibError(
-                f"{spec.schedule.http_method} {spec.job.route}",
-                f"answered {exc.code}: {exc.read().decode(errors='replace')}",
-                "read the job's error above and fix the job",
-            ) from None
-    return f"{spec.schedule.http_method} {spec.job.route} -> {answer['status']}: {answer['result']}"
+def _write_summary(
+    out_dir: Path,
+    session: Session,
+    started: datetime,
+    chosen: list[int],
+    results: list[StepResult],
+) -> None:
+    ran = {r.step for r in results}
+    summary = {
+        "params": str(session.params),
+        "automation": session.spec.job.name,
+        "target": session.spec.target,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "steps": [asdict(r) for r in results]
+        + [
+            {"step": s, "notebook": STEPS[s], "status": "not run", "seconds": 0.0, "output": ""}
+            for s in chosen
+            if s not in ran
+        ],
+        "verify_passed": _verified(results) if 5 in chosen else None,
+        "passed": all(r.status == "ok" for r in results) and len(results) == len(chosen),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def summary_frame(results: list[StepResult]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [(r.step, r.status, round(r.seconds, 2)) for r in results],
-        columns=["step", "status", "seconds"],
-    )
+def _verified(results: list[StepResult]) -> bool:
+    """Notebook 05 raises when verify fails, so verify passed exactly when step 5 ran ok."""
+    return any(r.step == 5 and r.status == "ok" for r in results)
+
+
+def verify_checks(results: list[StepResult]) -> pd.DataFrame | None:
+    """Step 5's checks table as notebook 05 saved it, when step 5 ran."""
+    for result in results:
+        report = Path(result.output).parent / VERIFY_REPORT
+        if result.step == 5 and report.exists():
+            return pd.DataFrame(json.loads(report.read_text())["checks"])
+    return None
+
+
+def summary_frame(results: list[StepResult], chosen: list[int] | None = None) -> pd.DataFrame:
+    """step, status, seconds: the table the CLI prints at the end."""
+    rows = [(f"{r.step} {r.notebook}", r.status, r.seconds) for r in results]
+    ran = {r.step for r in results}
+    rows += [(f"{s} {STEPS[s]}", "not run", 0.0) for s in chosen or [] if s not in ran]
+    return pd.DataFrame(rows, columns=["step", "status", "seconds"])

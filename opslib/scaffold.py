@@ -45,6 +45,11 @@ class GeneratedFile:
     text: str
 
 
+def module_path(spec: Spec, service_dir: Path) -> Path:
+    """Where the job's module lives in a service folder (what users open to fill in)."""
+    return Path(service_dir) / "scripts" / "batch" / f"{spec.job.module}.py"
+
+
 def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
     """The job module and its test, rendered for `spec`; each must compile before it is written."""
     job = spec.job
@@ -55,9 +60,7 @@ def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
     context = {"job": job, "docstring": docstring, "env_prefix": job.module.upper()}
     template = "job_class.py.j2" if job.pattern == "class" else "job_function.py.j2"
     files = [
-        GeneratedFile(
-            service_dir / "scripts" / "batch" / f"{job.module}.py", render(template, **context)
-        ),
+        GeneratedFile(module_path(spec, service_dir), render(template, **context)),
         GeneratedFile(
             service_dir / "tests" / f"test_{job.module}.py", render("job_test.py.j2", **context)
         ),

@@ -8,6 +8,7 @@ parameters file, never against the working directory.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,9 +16,12 @@ from pathlib import Path
 from opslib.clients import Clients
 from opslib.errors import BadInput
 from opslib.spec import Spec
-from opslib.spec_loader import load_spec
+from opslib.spec_loader import load_spec, spec_from_mapping
 
 TARGETS = ("local", "gcp")
+# A spec's top-level keys besides `target`: every step notebook declares them as parameters.
+SPEC_KEYS = ("project", "region", "service", "job", "schedule", "deploy", "secrets")
+COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
 def project_root(start: Path) -> Path:
@@ -39,6 +43,16 @@ class Session:
     service_dir: Path
     localcloud_state: Path = field(repr=False)
 
+    def ensure_service_copy(self, source: Path | None = None, fresh: bool = False) -> Path:
+        """The working copy of service/ the steps edit, made once: service/ itself stays as is."""
+        source = source or self.root / "service"
+        if fresh and self.service_dir.exists():
+            shutil.rmtree(self.service_dir)
+        if not self.service_dir.exists():
+            self.service_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, self.service_dir, ignore=COPY_IGNORE)
+        return self.service_dir
+
     @cached_property
     def clients(self) -> Clients:
         """Clients for the target; on `local`, localcloud is started first if none is running."""
@@ -58,26 +72,46 @@ def ensure_localcloud(state: Path) -> str:
 
 
 def open_session(
-    params: str | os.PathLike[str],
+    params: str | os.PathLike[str] | None = None,
     target: str | None = None,
     service_dir: str | os.PathLike[str] | None = None,
+    **spec_keys: object,
 ) -> Session:
-    """Load and validate `params`; `target` overrides the file's own (local | gcp)."""
-    path = Path(params).expanduser()
-    if not path.is_absolute() and not path.exists():
-        # A notebook opened in notebooks/ names parameters/x.yaml relative to the project root.
-        candidate = project_root(Path.cwd()) / path
-        path = candidate if candidate.exists() else path
-    spec = load_spec(path)
+    """The spec from `params`, or from its keys given one by one; `target` overrides its own.
+
+    `opslib run` passes `params`; `papermill NB OUT -f parameters/NAME.yaml` passes the file's
+    keys (project, job, schedule, ...), which then win over `params`.
+    """
+    unknown = sorted(set(spec_keys) - set(SPEC_KEYS))
+    if unknown:
+        raise BadInput("notebook parameters", f"unknown key(s) {unknown}", f"use {SPEC_KEYS}")
     if target not in (None, "", *TARGETS):
         raise BadInput(
             "target",
             f"target {target!r} is not one of {', '.join(TARGETS)}",
             "pass --target local (localcloud, the default) or --target gcp",
         )
-    if target and target != spec.target:
-        spec = spec.model_copy(update={"target": target})
-    root = project_root(path)
-    work = Path(service_dir) if service_dir else root / "runs" / path.stem / "service"
+    given = {k: v for k, v in spec_keys.items() if v is not None}
+    if given:
+        spec = spec_from_mapping({**given, **({"target": target} if target else {})})
+        root = project_root(Path.cwd())
+        path = Path(params).resolve() if params else root / "parameters" / f"{spec.job.name}.yaml"
+    else:
+        if params is None:
+            raise BadInput("params", "no parameters file given", "pass params=PATH.yaml")
+        path = _find(Path(params).expanduser())
+        spec = load_spec(path)
+        if target and target != spec.target:
+            spec = spec.model_copy(update={"target": target})
+        root = project_root(path)
+    work = Path(service_dir) if service_dir else root / "runs" / spec.job.name / "service"
     state = Path(os.environ.get("OPSLIB_LOCALCLOUD_STATE", root / ".localcloud"))
     return Session(spec, path.resolve(), root, work.resolve(), state.resolve())
+
+
+def _find(path: Path) -> Path:
+    """A relative path as given, else from the project root (notebooks run in notebooks/)."""
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = project_root(Path.cwd()) / path
+    return candidate if candidate.exists() else path

@@ -40,6 +40,15 @@ def load_spec(path: str | Path) -> Spec:
     """The validated spec in `path`; SpecError lists every problem at once."""
     path = Path(path)
     data, lines = _read_yaml(path)
+    return _validate(data, path, lines)
+
+
+def spec_from_mapping(data: dict[str, Any], source: str = "notebook parameters") -> Spec:
+    """The validated spec from keys passed another way (papermill `-f parameters/NAME.yaml`)."""
+    return _validate(data, Path(source), {})
+
+
+def _validate(data: dict[str, Any], path: Path, lines: dict[Path_, int]) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

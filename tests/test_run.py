@@ -1,14 +1,28 @@
-"""`opslib run` (what `make demo` calls): works on a copy, leaves service/ alone, reruns."""
+"""`opslib run` (what `make demo` calls): the five step notebooks through papermill, on localcloud.
+
+Every run here executes the committed notebooks on a real kernel against the session's real
+localcloud, on a copy of service/ that the committed one never sees.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
 import subprocess
+from pathlib import Path
+
+import lc
+import nbformat
+import yaml
 
 from conftest import EXAMPLE, ROOT, SERVICE, tool
 
+MONTHLY = ROOT / "parameters" / "monthly-report.yaml"
 
-def tree_digest(folder) -> str:
+
+def tree_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(
         p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
@@ -17,93 +31,166 @@ def tree_digest(folder) -> str:
     return digest.hexdigest()
 
 
-def test_run_twice_on_a_copy(tmp_path):
+def env() -> dict[str, str]:
+    return {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+
+
+def opslib_run(params: Path, runs: Path | None, *extra: str) -> subprocess.CompletedProcess:
+    command = [tool("opslib"), "run", str(params), *extra]
+    if runs is not None:
+        command += ["--runs", str(runs), "--source", str(SERVICE)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env())
+
+
+def unique_params(tmp_path: Path, base: Path, stem: str) -> Path:
+    """`base` with its own service and job, so runs here never meet other tests' resources."""
+    data = yaml.safe_load(base.read_text())
+    data["service"] = lc.unique("svc")
+    data["job"]["name"] = lc.unique(stem)
+    data["region"] = lc.REGION
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def summary(runs: Path, stem: str) -> tuple[Path, dict]:
+    """The newest run's folder and its summary.json."""
+    newest = sorted(p for p in (runs / stem).iterdir() if p.name != "service")[-1]
+    return newest, json.loads((newest / "summary.json").read_text())
+
+
+def outputs(notebook: Path) -> str:
+    """Everything a notebook showed: text/plain results, streams and errors."""
+    book = nbformat.read(notebook, as_version=4)
+    texts = []
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", ""))
+            texts.append(out.get("data", {}).get("text/plain", ""))
+            texts.append(out.get("evalue", ""))
+    return "\n".join(texts)
+
+
+def actions(notebook: Path) -> list[str]:
+    """The action column of every plan the notebook showed."""
+    found = []
+    for line in outputs(notebook).splitlines():
+        for action in ("no change", "create", "update", "delete"):
+            if f" {action} " in f" {line} " and line.split()[0].isdigit():
+                found.append(action)
+                break
+    return found
+
+
+def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
+    params = unique_params(tmp_path, EXAMPLE, "fx")
+    runs = tmp_path / "runs"
     before = tree_digest(SERVICE)
-    command = [
-        tool("opslib"),
-        "run",
-        str(EXAMPLE),
-        "--runs",
-        str(tmp_path / "runs"),
-        "--source",
-        str(SERVICE),
-    ]
-    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    assert first.returncode == 0, first.stderr
-    assert "success" in first.stdout and "create" in first.stdout
-    copy = tmp_path / "runs" / "example" / "service"
-    assert (copy / "scripts" / "batch" / "fx_rates.py").is_file()
-    second = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    assert second.returncode == 0, second.stderr
-    plan_lines = [
-        line for line in second.stdout.splitlines() if line.startswith(("scaffold", "endpoint"))
-    ]
-    assert plan_lines and all("no change" in line for line in plan_lines)
-    assert tree_digest(SERVICE) == before
+
+    first = opslib_run(params, runs)
+    assert first.returncode == 0, first.stdout + first.stderr
+    folder, data = summary(runs, "fx")
+    assert [(s["step"], s["status"]) for s in data["steps"]] == [(n, "ok") for n in range(1, 6)]
+    assert data["verify_passed"] is True and data["passed"] is True
+    assert "verify PASSED" in first.stdout and "scheduler attempt" in first.stdout
+    for step in data["steps"]:
+        book = nbformat.read(step["output"], as_version=4)
+        assert book.metadata.papermill.exception is None
+    assert "create" in actions(folder / "03_deploy.ipynb")  # built and deployed for real
+    assert "create" in actions(folder / "04_schedule.ipynb")
+    assert json.loads((folder / "verify.json").read_text())["attempt"] == "OK"
+
+    second = opslib_run(params, runs)
+    assert second.returncode == 0, second.stdout + second.stderr
+    folder2, _ = summary(runs, "fx")
+    assert folder2 != folder, "each run keeps its own notebooks"
+    for name in ("01_write_function", "02_patch_endpoint", "03_deploy", "04_schedule"):
+        seen = actions(folder2 / f"{name}.ipynb")
+        assert seen and set(seen) == {"no change"}, (name, seen)
+    assert tree_digest(SERVICE) == before, "service/ itself is never edited"
 
 
-def test_run_stops_with_exit_2_on_a_bad_spec(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("Asia/Seoul", "KST"))
-    result = subprocess.run(
-        [tool("opslib"), "run", str(bad), "--runs", str(tmp_path / "runs")],
+def test_a_non_default_spec_class_pattern_secret_and_min_instances_zero(tmp_path):
+    """monthly-report: async class job, a Secret Manager ref, Tokyo time, scale to zero."""
+    params = unique_params(tmp_path, MONTHLY, "report")
+    secret = lc.unique("report-key")
+    data = yaml.safe_load(params.read_text())
+    data["secrets"] = {"REPORT_API_KEY": f"{secret}:latest"}
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    added = subprocess.run(
+        [tool("opslib"), "secrets", "add", str(params), secret],
+        input="s3cr3t-value-never-shown",
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env(),
     )
+    assert added.returncode == 0, added.stdout + added.stderr
+
+    result = opslib_run(params, tmp_path / "runs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder, data = summary(tmp_path / "runs", "report")
+    assert data["verify_passed"] is True
+    module = tmp_path / "runs" / "report" / "service" / "scripts" / "batch"
+    assert "async def run" in next(module.glob("report_*.py")).read_text()
+    shown = outputs(folder / "04_schedule.ipynb")
+    assert "Asia/Tokyo" in shown
+    for notebook in folder.glob("*.ipynb"):
+        assert "s3cr3t-value-never-shown" not in notebook.read_text()
+
+
+def test_a_failing_step_stops_the_run_and_its_notebook_shows_where(tmp_path):
+    params = unique_params(tmp_path, EXAMPLE, "edit")
+    runs = tmp_path / "runs"
+    assert opslib_run(params, runs, "--steps", "1-2").returncode == 0
+    module = next((runs / "edit" / "service" / "scripts" / "batch").glob("edit_*.py"))
+    module.write_text(
+        module.read_text().replace(
+            "    _log.info(", "    raise RuntimeError('boom in the job')\n    _log.info(", 1
+        )
+    )
+
+    failed = opslib_run(params, runs)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    rows = re.findall(r"^\s*(\d) \w+\s+(ok|failed|not run)\s+[\d.]+$", failed.stdout, re.M)
+    assert rows == [
+        ("1", "ok"),
+        ("2", "failed"),
+        ("3", "not run"),
+        ("4", "not run"),
+        ("5", "not run"),
+    ], failed.stdout
+    assert "02_patch_endpoint.ipynb" in failed.stderr
+    folder, data = summary(runs, "edit")
+    assert data["passed"] is False and data["verify_passed"] is False
+    book = nbformat.read(folder / "02_patch_endpoint.ipynb", as_version=4)
+    assert book.metadata.papermill.exception is True
+    errors = [o for c in book.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert errors and "boom in the job" in outputs(folder / "02_patch_endpoint.ipynb")
+    assert not (folder / "03_deploy.ipynb").exists()
+    assert "raise RuntimeError('boom in the job')" in module.read_text(), "the user's edit stays"
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("Asia/Seoul", "KST"))
+    result = opslib_run(bad, tmp_path / "runs")
     assert result.returncode == 2 and "schedule.time_zone" in result.stderr
+    for steps in ("0-3", "5-1", "x", "1-6"):
+        result = opslib_run(EXAMPLE, tmp_path / "runs", "--steps", steps)
+        assert result.returncode == 2, (steps, result.stderr)
+        assert "--steps" in result.stderr and "1-5" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
-def test_git_work_tree_stays_clean_after_a_run(tmp_path):
+def test_make_demo_leaves_the_work_tree_clean():
+    """`make demo`'s command with its defaults (runs/ in the project), all five steps."""
     status = ["git", "status", "--porcelain", "--untracked-files=all"]
     if subprocess.run(["git", "rev-parse"], cwd=ROOT, capture_output=True).returncode != 0:
         return  # not a git checkout (e.g. an sdist): nothing to compare
     before = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
-    result = subprocess.run(
-        [tool("opslib"), "run", str(EXAMPLE)], cwd=ROOT, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
+    result = opslib_run(EXAMPLE, None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify PASSED" in result.stdout
     after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
     assert after == before
-
-
-def _run(params, runs) -> subprocess.CompletedProcess:
-    command = [tool("opslib"), "run", str(params), "--runs", str(runs), "--source", str(SERVICE)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-
-
-def test_run_keeps_the_users_edits_and_shows_the_failed_step(tmp_path):
-    runs = tmp_path / "runs"
-    assert _run(EXAMPLE, runs).returncode == 0
-    module = runs / "example" / "service" / "scripts" / "batch" / "fx_rates.py"
-    module.write_text(
-        module.read_text().replace("processed, errors = 0, 0", "processed, errors = 2, 0")
-    )
-    test = module.parent.parent.parent / "tests" / "test_fx_rates.py"
-    test.write_text(
-        test.read_text().replace('isinstance(result["processed"], int)', 'result["processed"] == 2')
-    )
-    edited = _run(EXAMPLE, runs)
-    assert edited.returncode == 0, edited.stdout + edited.stderr
-    kept = [line for line in edited.stdout.splitlines() if "kept: edited by you" in line]
-    assert len(kept) == 2 and all("no change" in line for line in kept), edited.stdout
-    assert "'processed': 2" in edited.stdout, "the route ran the user's code"
-    assert "processed, errors = 2, 0" in module.read_text()
-
-    module.write_text(
-        module.read_text().replace(
-            "    _log.info(", "    raise RuntimeError('boom')\n    _log.info(", 1
-        )
-    )
-    failed = _run(EXAMPLE, runs)
-    assert failed.returncode == 1, failed.stdout + failed.stderr
-    table = failed.stdout[failed.stdout.rindex("step status") :].splitlines()[1:]
-    statuses = {line.rsplit(maxsplit=2)[0].strip(): line.split()[-2] for line in table}
-    assert statuses == {
-        "1 write function": "ok",
-        "2 patch endpoint": "ok",
-        "2 endpoint checklist": "ok",
-        "job unit test": "failed",
-    }, failed.stdout
-    assert "boom" in failed.stderr

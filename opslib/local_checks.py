@@ -1,0 +1,73 @@
+"""The checks after step 2, on this machine, before anything is built: checklist, test, a call.
+
+They catch a broken route or job in seconds instead of after a build and a deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import pandas as pd
+
+from opslib import endpoint, endpoint_lint, localserve
+from opslib import gcp_rules as g
+from opslib.errors import OpslibError
+from opslib.spec import Spec
+
+
+def checklist(service_dir: Path) -> pd.DataFrame:
+    """The endpoint checklist (every route, not only the new one); raises on any finding."""
+    findings = endpoint_lint.lint(Path(service_dir))
+    if len(findings):
+        raise OpslibError(
+            str(Path(service_dir) / endpoint.ENDPOINT_FILE),
+            f"endpoint checklist:\n{findings.to_string(index=False)}",
+            "fix the routes listed",
+        )
+    return findings
+
+
+def unit_test(spec: Spec, service_dir: Path) -> str:
+    """Run the job's generated test in the service copy; its pytest summary line."""
+    test = f"tests/test_{spec.job.module}.py"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=service_dir,
+        capture_output=True,
+        text=True,
+    )
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+    if proc.returncode != 0:
+        raise OpslibError(
+            str(Path(service_dir) / test),
+            f"failed:\n{proc.stdout[-3000:]}",
+            "fix the job or its test",
+        )
+    return last
+
+
+def call_route(spec: Spec, service_dir: Path) -> str:
+    """Serve the copy on a real gunicorn (TEST_MODE) and call the new route as Scheduler will."""
+    with localserve.serving(Path(service_dir), env={"TEST_MODE": "1"}) as base:
+        body = spec.schedule.body_bytes if spec.schedule.http_method in g.BODY_METHODS else None
+        request = Request(
+            f"{base}{spec.job.route}",
+            data=body,
+            method=spec.schedule.http_method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urlopen(request, timeout=60) as response:
+                answer = json.loads(response.read())
+        except HTTPError as exc:
+            raise OpslibError(
+                f"{spec.schedule.http_method} {spec.job.route}",
+                f"answered {exc.code}: {exc.read().decode(errors='replace')}",
+                "read the job's error above and fix the job",
+            ) from None
+    return f"{spec.schedule.http_method} {spec.job.route} -> {answer['status']}: {answer['result']}"
