@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,8 +68,21 @@ def ensure_localcloud(state: Path) -> str:
 
     if os.environ.get("OPSLIB_LOCALCLOUD_URL"):
         return os.environ["OPSLIB_LOCALCLOUD_URL"].rstrip("/")
-    running = control.read(state) or control.start(state, detach=True)
+    running = control.read(state)
+    if running is None:
+        # The usual port, unless another state directory's localcloud already holds it.
+        port = control.DEFAULT_PORT if _port_free(control.DEFAULT_PORT) else 0
+        running = control.start(state, port=port, detach=True)
     return running.url
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def open_session(
