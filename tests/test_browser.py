@@ -1,0 +1,188 @@
+"""00_quickstart in a real JupyterLab and Debian's Chromium, driven by Playwright.
+
+What only a browser catches: the widget frontend extension, JS errors, `continuous_update=False`
+syncing on Enter, and what the page really shows. The notebook is a temporary copy served from
+a temporary directory (autosave would otherwise write outputs into the repo), with fresh Jupyter
+config, runtime, settings and IPython directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+import pytest
+
+from conftest import ROOT
+from opslib.cron_view import PRESETS
+from opslib.spec_loader import load_spec
+from opslib.widgets import CUSTOM_LABEL
+
+NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
+CHROMIUM = shutil.which("chromium")
+WAIT_MS = 60_000
+KERNEL_IDLE = """() => {
+  const widget = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const session = widget && widget.sessionContext && widget.sessionContext.session;
+  return !!(session && session.kernel && session.kernel.status === "idle");
+}"""
+
+
+def _require_chromium() -> str:
+    if CHROMIUM:
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail("Debian's chromium is not installed: .ci/run installs it (apt-get)")
+    pytest.skip("chromium is not installed (apt-get install -y chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"jupyter lab exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            with urlopen(f"{url}api/status", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (URLError, OSError):
+            time.sleep(0.2)
+    pytest.fail(f"jupyter lab did not answer at {url}:\n{log.read_text()}")
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab serving a temporary copy of the notebook; yields (url, its folder)."""
+    work = tmp_path / "work" / "notebooks"
+    work.mkdir(parents=True)
+    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
+    dirs = {
+        name: tmp_path / name for name in ("config", "runtime", "ipython", "settings", "spaces")
+    }
+    notification = dirs["settings"] / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "IPYTHONDIR": str(dirs["ipython"]),
+        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["spaces"]),
+    }
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "lab.log"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--ServerApp.allow_root=True",
+        "--LabApp.expose_app_in_browser=True",
+        f"--ServerApp.root_dir={work.parent}",
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_for_server(url, process, log)
+        yield url, work
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and the kernel it started
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
+    chromium = _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, work = lab
+    params = work / "parameters" / "my-job.yaml"  # the default name, under the copy's root
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}lab/tree/notebooks/{NOTEBOOK.name}")
+            page.wait_for_function(KERNEL_IDLE, timeout=WAIT_MS)
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+            description = page.locator(".cron-description")
+            runs = page.locator(".cron-next-runs li")
+            status, error = page.locator(".cron-status"), page.locator(".cron-error")
+            preset, custom = page.locator(".cron-preset select"), page.locator(".cron-custom input")
+
+            # The file the notebook wrote, shown by the picker.
+            expect(description).to_contain_text("월요일~금요일")
+            expect(description).to_contain_text("At 09:00, Monday through Friday")
+            expect(runs).to_have_count(5)
+            expect(runs.first).to_contain_text("09:00 KST +09:00")
+            assert load_spec(params).schedule.cron == "0 9 * * 1-5"
+
+            # A preset: the expression, the sentences and the runs follow; the file is saved.
+            preset.select_option(value=PRESETS[0].label)  # option values are the label texts
+            expect(custom).to_have_value("*/30 * * * *")
+            expect(description).to_contain_text("매 30분마다")
+            expect(description).to_contain_text("Every 30 minutes")
+            expect(page.locator(".cron-change")).to_contain_text(
+                "0 9 * * 1-5 (Asia/Seoul) -> */30 * * * * (Asia/Seoul)"
+            )
+            expect(status).to_contain_text("saved to")
+            expect(status).to_contain_text(": */30 * * * * in Asia/Seoul")
+            assert load_spec(params).schedule.cron == "*/30 * * * *"
+
+            # A custom expression syncs on Enter (continuous_update=False).
+            custom.fill("15 10 * * 1")
+            custom.press("Enter")
+            expect(description).to_contain_text("10:15")
+            expect(description).to_contain_text("월요일")
+            expect(runs.first).to_contain_text("(월 Mon) 10:15 KST")
+            expect(preset).to_have_value(CUSTOM_LABEL)
+            expect(status).to_contain_text(": 15 10 * * 1 in Asia/Seoul")
+            assert load_spec(params).schedule.cron == "15 10 * * 1"
+
+            # An invalid one: the rule and its fix, no runs, nothing written.
+            custom.fill("0 9 * * 1#2")
+            custom.press("Enter")
+            expect(error).to_contain_text("the day-of-week field '1#2' is not valid")
+            expect(error).to_contain_text("fix:")
+            expect(status).to_contain_text("nothing written")
+            expect(runs).to_have_count(0)
+            assert load_spec(params).schedule.cron == "15 10 * * 1"
+            assert errors == []
+        finally:
+            browser.close()
