@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/localcloud_proxy.py
 	$(BIN)/python benchmarks/logs_to_dataframe.py
+	$(BIN)/python benchmarks/end_to_end.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
