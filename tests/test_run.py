@@ -194,3 +194,27 @@ def test_make_demo_leaves_the_work_tree_clean():
     assert "verify PASSED" in result.stdout
     after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_target_gcp_goes_to_google_through_the_official_clients(tmp_path):
+    """`--target gcp` starts no localcloud; offline, the Google client stops at credentials."""
+    environment = {k: v for k, v in env().items() if k != "OPSLIB_LOCALCLOUD_URL"}
+    environment |= {
+        "NO_GCE_CHECK": "True",  # google-auth: do not probe the GCE metadata server
+        "OPSLIB_LOCALCLOUD_STATE": str(tmp_path / "state"),
+        "GOOGLE_APPLICATION_CREDENTIALS": "",
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+    }
+    command = [tool("opslib"), "run", str(EXAMPLE), "--target", "gcp", "--steps", "3"]
+    result = subprocess.run(
+        [*command, "--runs", str(tmp_path / "runs"), "--source", str(SERVICE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "DefaultCredentialsError" in result.stdout
+    assert not (tmp_path / "state").exists(), "no localcloud for target gcp"
+    _, data = summary(tmp_path / "runs", "fx-rates")
+    assert data["target"] == "gcp" and data["steps"][0]["status"] == "failed"
