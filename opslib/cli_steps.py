@@ -1,4 +1,4 @@
-"""`opslib deploy | schedule | verify | logs | secrets`: steps 3-5 from the shell."""
+"""`opslib deploy | schedule | verify | logs | secrets | doctor`: steps 3-5 from the shell."""
 
 from __future__ import annotations
 
@@ -58,7 +58,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(_table(verdict.checks))
     print(f"\nlogs of the run:\n{_table(verdict.logs)}")
     if not verdict.passed:
+        from opslib import doctor
+
         print(f"\nFAILED ({verdict.attempt})\n{_table(verify.error_lines(verdict))}")
+        print(f"\ndoctor:\n{doctor.render(verdict.findings)}")
         return 1
     print("\nPASSED")
     return 0
@@ -73,6 +76,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
         _table(logs.recent(clients_for(spec), spec, freshness=args.since, errors_only=args.errors))
     )
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 1 when a finding of severity error exists, 0 otherwise (2 for bad input)."""
+    from opslib import doctor
+    from opslib.logs import parse_freshness
+
+    spec = load_spec(args.params)
+    since = parse_freshness(args.since)
+    findings = doctor.diagnose(spec, since=since, service_dir=args.service_dir)
+    print(doctor.render(findings))
+    if args.queries:
+        print(f"\nlog queries:\n{_table(doctor.queries(spec, args.since)[['purpose', 'gcloud']])}")
+    return 1 if doctor.has_errors(findings) else 0
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
@@ -137,6 +154,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lgs.add_argument("--errors", action="store_true", help="severity>=ERROR only")
     lgs.add_argument("--since", default="1h", help="how far back: 10m, 1h, 1d")
     lgs.set_defaults(func=cmd_logs)
+
+    doc = sub.add_parser("doctor", help="troubleshoot: what is wrong, the evidence, the fix")
+    doc.add_argument("params", type=Path)
+    doc.add_argument("--since", default="24h", help="how far back to read logs: 1h, 24h, 7d")
+    doc.add_argument("--service-dir", type=Path, help="also read the job's code (retry policy)")
+    doc.add_argument("--queries", action="store_true", help="print the gcloud log queries too")
+    doc.set_defaults(func=cmd_doctor)
 
     sec = sub.add_parser("secrets", help="Secret Manager: check, import a .env, add, list")
     sec.add_argument("action", choices=["check", "import", "add", "list"])

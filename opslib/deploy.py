@@ -8,6 +8,7 @@ traffic where it was, and the step fails with the revision's reason and its last
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -293,7 +294,9 @@ def _build(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None
     bucket_name = f"{spec.project.replace(':', '_').replace('.', '_')}_cloudbuild"
     bucket = clients.storage.bucket(bucket_name)
     if not bucket.exists():
-        bucket = clients.storage.create_bucket(bucket_name)
+        # Another deploy of this project may create it between the two calls: it exists then.
+        with contextlib.suppress(exceptions.Conflict):
+            clients.storage.create_bucket(bucket_name)
     obj = f"source/{time.time():.6f}-{uuid.uuid4().hex}.tgz"
     bucket.blob(obj).upload_from_string(dp.source.data, content_type="application/gzip")
     operation = clients.build.create_build(

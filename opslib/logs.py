@@ -61,7 +61,7 @@ def logs_filter(
     """The seed's Cloud Run query with a time window, so Google scans only those minutes."""
     parts = [
         'resource.type="cloud_run_revision"',
-        f"resource.labels.service_name={_quote(spec.service)}",
+        f"resource.labels.service_name={quote(spec.service)}",
         f'timestamp>="{_rfc3339(since)}"',
     ]
     if until is not None:
@@ -94,7 +94,7 @@ def read_logs(
         "orderBy": "timestamp asc",
         "pageSize": min(PAGE_SIZE, limit),
     }
-    return entries_frame(_fetch(clients.logging._connection, body, limit))
+    return entries_frame(fetch_entries(clients.logging._connection, body, limit))
 
 
 def recent(
@@ -120,7 +120,7 @@ def parse_freshness(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _fetch(connection: Any, body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+def fetch_entries(connection: Any, body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     """Pages until `limit` rows or the last page: each call costs one of ~60 a minute."""
     entries: list[dict[str, Any]] = []
     while True:
@@ -234,6 +234,6 @@ def _rfc3339(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

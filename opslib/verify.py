@@ -2,13 +2,14 @@
 
 Pass means Scheduler's attempt succeeded AND the job's own result says it processed without
 errors. The logs of the run come back in one entries:list call (a tight filter on the service
-and the attempt's time window), as a DataFrame.
+and the attempt's time window), as a DataFrame. On failure the doctor (opslib.doctor) diagnoses
+the automation, so the verdict says what to change, not only that it failed.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -44,12 +45,14 @@ HINTS = {
 
 @dataclass
 class Verdict:
-    """What verify found: pass/fail, the attempt, the checks and the run's log lines."""
+    """What verify found: pass/fail, the attempt, the checks, the run's log lines and, on
+    failure, the doctor's findings (empty when it passed)."""
 
     passed: bool
     attempt: str
     checks: pd.DataFrame
     logs: pd.DataFrame
+    findings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def job_name(spec: Spec) -> str:
@@ -68,15 +71,24 @@ def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) ->
     clients.scheduler.run_job(name=job_name(spec))
     job = _wait_for_attempt(clients, spec, before.last_attempt_time, progress)
     code = RPC_NAMES.get(job.status.code, str(job.status.code))
-    finished = job.last_attempt_time
-    deadline = spec.schedule.attempt_deadline
+    started = job.last_attempt_time  # when this attempt started; set once it has ended
     frame = logs.read_logs(
         clients,
         spec,
-        since=finished - timedelta(seconds=deadline + 5),
-        until=finished + timedelta(seconds=5),
+        since=started - timedelta(seconds=1),
+        until=started + timedelta(seconds=spec.schedule.attempt_deadline + 5),
     )
-    return _judge(spec, code, job.status.message, frame)
+    verdict = _judge(spec, code, job.status.message, frame)
+    if not verdict.passed:
+        verdict.findings = diagnose_failure(spec, clients)
+    return verdict
+
+
+def diagnose_failure(spec: Spec, clients: Clients) -> pd.DataFrame:
+    """The doctor's findings for a failed run (the last day of logs, this run included)."""
+    from opslib import doctor  # the doctor reads more than verify needs; only on failure
+
+    return doctor.diagnose(spec, clients, since=timedelta(hours=24))
 
 
 def _wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool) -> Any:

@@ -34,6 +34,12 @@ def require_passed(verdict: Verdict) -> None:
         detail += "\nerror lines of the run:\n" + lines[["timestamp", "message"]].to_string(
             index=False
         )
+    if len(verdict.findings):
+        from opslib import doctor
+
+        problems = doctor.problems(verdict.findings)
+        if len(problems):
+            detail += "\nwhat the doctor found:\n" + doctor.render(problems)
     raise OpslibError(
         "verify",
         f"the run did not pass ({verdict.attempt}):\n{detail}",

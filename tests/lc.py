@@ -6,6 +6,7 @@ import atexit
 import json
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from urllib.request import Request, urlopen
@@ -19,10 +20,16 @@ PROJECT = "demo-project"
 REGION = "asia-northeast3"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
 _SERVER: dict[str, object] = {}
+_LOCK = threading.Lock()
 
 
 def server() -> control.Running:
-    """The session's localcloud (started on first use, stopped at exit)."""
+    """The session's localcloud: started once on first use (threads may race), stopped at exit."""
+    with _LOCK:
+        return _server()
+
+
+def _server() -> control.Running:
     if "running" not in _SERVER:
         state = Path(tempfile.mkdtemp(prefix="localcloud-test-"))
         _SERVER["state"] = state

@@ -166,12 +166,14 @@ class Runner:
         if job is None:
             return
         target = job["httpTarget"]
+        started = self.cloud.clock.now()
         self._log(job, "AttemptStarted", "INFO", {"url": target["uri"]})
         status, code, message = await self._call(job, pending)
         job = self.scheduler.jobs.get(name)
         if job is None:
             return
-        job["lastAttemptTime"] = rfc3339(self.cloud.clock.now())
+        # "The time the last job attempt started", written with the status when it ends.
+        job["lastAttemptTime"] = rfc3339(started)
         job["status"] = {} if code == "OK" else {"code": RPC_CODE[code], "message": message}
         finished: dict[str, Any] = {"url": target["uri"]}
         if code != "OK":

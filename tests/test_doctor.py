@@ -1,0 +1,549 @@
+"""opslib doctor against localcloud: each finding from a condition produced for real.
+
+Every scenario deploys a real service (scaffolded job, real gunicorn), schedules its job and
+makes it fail the way users' jobs fail: a job that sleeps past the deadline, a service whose
+timeout was lowered by hand, a slow cold start with min instances 0, a job calling a local
+server that answers 429 (with and without the retry policy), a wrong audience, a missing
+invoker role, a revision that cannot start. The scenarios run concurrently (their waits are
+real sleeps) in one module-scoped fixture; each test diagnoses one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import lc
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import EXAMPLE, ROOT, SERVICE, merge, tool
+from opslib import deploy as step3
+from opslib import doctor, pricing, secrets
+from opslib import schedule as step4
+from opslib import verify as step5
+from opslib.cli import main
+from opslib.clients import Clients
+from opslib.doctor_timing import needed
+from opslib.endpoint import patch_endpoint
+from opslib.errors import OpslibError
+from opslib.logs import read_logs
+from opslib.scaffold import scaffold
+from opslib.spec import Spec
+
+STARTED = datetime.now(UTC) - timedelta(minutes=5)
+# Held from scaling to zero until the cold runs are over, so one scenario's scale-to-zero
+# cannot turn another's warm run cold.
+SCALE_TO_ZERO = threading.Lock()
+
+
+def new_clients() -> Clients:
+    return Clients("local", lc.PROJECT, lc.server().url)
+
+
+@dataclass
+class Scenario:
+    """One deployed automation in a known condition, and what producing it returned."""
+
+    spec: Spec
+    data: dict
+    folder: Path
+    extra: dict = field(default_factory=dict)
+
+
+def make(tmp: Path, name: str, edit: Callable[[Path], None] | None = None, **overrides) -> Scenario:
+    """A spec from example.yaml (min instances 1 unless said), and its scaffolded service."""
+    data = merge(yaml.safe_load(EXAMPLE.read_text()), overrides)
+    data["service"], data["job"]["name"] = lc.unique(name), lc.unique("job")
+    data["job"].pop("expected_duration", None)
+    spec = Spec.model_validate(data)
+    folder = tmp / "service"
+    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    scaffold(spec, folder)
+    patch_endpoint(spec, folder)
+    if edit:
+        edit(folder / "scripts" / "batch" / f"{spec.job.module}.py")
+    return Scenario(spec, data, folder)
+
+
+def deploy_and_schedule(s: Scenario, clients: Clients) -> None:
+    step3.deploy(s.spec, s.folder, clients, progress=False)
+    step4.schedule(s.spec, clients)
+
+
+def run_job(s: Scenario, clients: Clients, limit: float = 90) -> str:
+    """Run the job now and wait for that attempt; returns its rpc code name."""
+    name = step4.job_path(s.spec)
+    before = clients.scheduler.get_job(name=name).last_attempt_time
+    clients.scheduler.run_job(name=name)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        job = clients.scheduler.get_job(name=name)
+        if job.last_attempt_time and job.last_attempt_time != before:
+            return step5.RPC_NAMES.get(job.status.code, str(job.status.code))
+        time.sleep(0.2)
+    raise AssertionError(f"no attempt of {name} within {limit}s")
+
+
+def wait_for_ends(s: Scenario, clients: Clients, count: int, limit: float = 60) -> None:
+    """Wait until `count` runs of the job wrote their end line (success or error)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        frame = read_logs(clients, s.spec, since=STARTED)
+        ends = frame[(frame["job"] == s.spec.job.name) & frame["status"].isin(("success", "error"))]
+        if len(ends) >= count:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{s.spec.job.name}: fewer than {count} end lines after {limit}s")
+
+
+def _insert(module: Path, after: str, text: str) -> None:
+    source = module.read_text()
+    assert after in source, module
+    module.write_text(source.replace(after, after + text, 1))
+
+
+def sleep_in_run(seconds: float) -> Callable[[Path], None]:
+    """The job takes `seconds` to run."""
+
+    def edit(module: Path) -> None:
+        _insert(module, "import logging\n", "import time\n")
+        _insert(module, "    processed, errors = 0, 0\n", f"    time.sleep({seconds})\n")
+
+    return edit
+
+
+def sleep_on_import(seconds: float) -> Callable[[Path], None]:
+    """The job's module takes `seconds` to import: a new instance's first run pays it."""
+
+    def edit(module: Path) -> None:
+        _insert(module, "import logging\n", f"import time\n\ntime.sleep({seconds})\n")
+
+    return edit
+
+
+def without_policy(module: Path) -> None:
+    """The call goes straight through requests, around scripts.common.http."""
+    source = module.read_text().replace(
+        "    data = _get_json(SOURCE_URL)\n",
+        "    _resp = requests.get(SOURCE_URL, timeout=10)\n"
+        "    _resp.raise_for_status()\n"
+        "    data = _resp.json()\n",
+    )
+    module.write_text(source.replace("import os\n", "import os\n\nimport requests\n", 1))
+
+
+class _TooMany(BaseHTTPRequestHandler):
+    """An external API that rate-limits every call."""
+
+    def do_GET(self) -> None:
+        body = b'{"error": "rate limit exceeded"}'
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+# --- the scenarios: each produces its condition on localcloud ---------------------------------
+
+
+def healthy(tmp: Path) -> Scenario:
+    s = make(tmp, "doc-ok")
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    s.extra["codes"] = [run_job(s, clients), run_job(s, clients)]
+    wait_for_ends(s, clients, 2)
+    return s
+
+
+def scheduler_deadline(tmp: Path) -> Scenario:
+    """The job sleeps 17s; Scheduler gives up at 15s. Run through verify, which must fail."""
+    s = make(tmp, "doc-dl", sleep_in_run(17), schedule={"attempt_deadline": "15s"})
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    s.extra["verdict"] = step5.verify(s.spec, clients, progress=False)
+    wait_for_ends(s, clients, 1)
+    return s
+
+
+def run_timeout(tmp: Path) -> Scenario:
+    """Someone lowered the live service's timeout to 5s; the job needs 7s: Cloud Run's 504."""
+    s = make(tmp, "doc-504", sleep_in_run(7), schedule={"attempt_deadline": "15s"})
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    service = clients.run.get_service(name=step3.service_name(s.spec))
+    service.template.timeout = timedelta(seconds=5)  # gcloud run services update --timeout=5
+    clients.run.update_service(service=service).result(timeout=120)
+    s.extra["code"] = run_job(s, clients)
+    wait_for_ends(s, clients, 1)
+    return s
+
+
+def cold_start(tmp: Path) -> Scenario:
+    """Min instances 0 and a 16s start: the cold run misses the 15s deadline, the warm one not."""
+    s = make(
+        tmp,
+        "doc-cold",
+        sleep_on_import(16),
+        schedule={"attempt_deadline": "15s"},
+        deploy={"min_instances": 0},
+    )
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    with SCALE_TO_ZERO:
+        lc.call("/_localcloud/instances:scaleToZero", {})  # idle, as after 15 quiet minutes
+        s.extra["codes"] = [run_job(s, clients)]
+        wait_for_ends(s, clients, 1)
+        s.extra["codes"].append(run_job(s, clients))
+    return s
+
+
+def unstartable(tmp: Path) -> Scenario:
+    """The mounted secret's version was disabled: the next new instance cannot start."""
+    secret = lc.unique("api-key")
+    s = make(tmp, "doc-503", deploy={"min_instances": 0}, secrets={"API_KEY": f"{secret}:latest"})
+    clients = new_clients()
+    secrets.ensure_secret(clients, lc.PROJECT, secret)
+    secrets.add_version(clients, lc.PROJECT, secret, "s3cr3t")
+    deploy_and_schedule(s, clients)
+    name = f"{secrets.secret_name(lc.PROJECT, secret)}/versions/1"
+    clients.secrets.disable_secret_version(name=name)  # gcloud secrets versions disable 1
+    with SCALE_TO_ZERO:
+        lc.call("/_localcloud/instances:scaleToZero", {})
+        s.extra["code"] = run_job(s, clients)
+    return s
+
+
+def rate_limited(tmp: Path, policy: bool) -> Scenario:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TooMany)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/rates"
+    edit = None if policy else without_policy
+    s = make(tmp, "doc-429" if policy else "doc-raw", edit, job={"source_url": url})
+    clients = new_clients()
+    try:
+        deploy_and_schedule(s, clients)
+        s.extra["code"] = run_job(s, clients)
+        wait_for_ends(s, clients, 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    s.extra["host"] = f"127.0.0.1:{server.server_port}"
+    return s
+
+
+def wrong_audience(tmp: Path) -> Scenario:
+    s = make(tmp, "doc-aud", schedule={"audience": "https://wrong.example"})
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    s.extra["code"] = run_job(s, clients)
+    return s
+
+
+def missing_invoker(tmp: Path) -> Scenario:
+    """The invoker binding was removed (gcloud run services remove-iam-policy-binding)."""
+    s = make(tmp, "doc-iam")
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    name = step3.service_name(s.spec)
+    policy = clients.run.get_iam_policy(request={"resource": name})
+    del policy.bindings[:]
+    clients.run.set_iam_policy(request={"resource": name, "policy": policy})
+    s.extra["code"] = run_job(s, clients)
+    return s
+
+
+def broken_revision(tmp: Path) -> Scenario:
+    s = make(tmp, "doc-rev")
+    clients = new_clients()
+    deploy_and_schedule(s, clients)
+    endpoint = s.folder / "batch_endpoint.py"
+    endpoint.write_text(endpoint.read_text() + "\nraise RuntimeError('boom at import')\n")
+    with pytest.raises(OpslibError):
+        step3.deploy(s.spec, s.folder, clients, progress=False)
+    return s
+
+
+SCENARIOS: dict[str, Callable[[Path], Scenario]] = {
+    "healthy": healthy,
+    "deadline": scheduler_deadline,
+    "timeout": run_timeout,
+    "cold": cold_start,
+    "429": lambda tmp: rate_limited(tmp, policy=True),
+    "429-raw": lambda tmp: rate_limited(tmp, policy=False),
+    "audience": wrong_audience,
+    "invoker": missing_invoker,
+    "revision": broken_revision,
+    "503": unstartable,
+}
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory):
+    """All scenarios, started at once; a test waits for the one it diagnoses."""
+    pool = ThreadPoolExecutor(max_workers=len(SCENARIOS))
+    futures: dict[str, Future[Scenario]] = {
+        name: pool.submit(fn, tmp_path_factory.mktemp(name.replace("-", "")))
+        for name, fn in SCENARIOS.items()
+    }
+    yield futures
+    pool.shutdown(wait=True)
+    clients = new_clients()
+    for future in futures.values():
+        if future.exception() is None:
+            spec = future.result().spec
+            step4.delete(spec, clients)
+            clients.run.delete_service(name=step3.service_name(spec)).result(timeout=60)
+
+
+def diagnose(s: Scenario, **kwargs) -> pd.DataFrame:
+    return doctor.diagnose(s.spec, new_clients(), since=timedelta(hours=1), **kwargs)
+
+
+def rows(findings: pd.DataFrame, check: str, severity: str | None = None) -> pd.DataFrame:
+    mine = findings[findings["check"] == check]
+    return mine[mine["severity"] == severity] if severity else mine
+
+
+def one(findings: pd.DataFrame, check: str, severity: str) -> pd.Series:
+    found = rows(findings, check, severity)
+    assert len(found) >= 1, findings.to_string()
+    return found.iloc[0]
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_nothing_wrong_says_so_with_what_it_checked(scenarios):
+    s = scenarios["healthy"].result()
+    assert s.extra["codes"] == ["OK", "OK"]
+    findings = diagnose(s)
+    assert doctor.problems(findings).empty, findings.to_string()
+    assert set(findings["check"]) == {
+        "service",
+        "revision",
+        "scheduler job",
+        "auth",
+        "deadline",
+        "deadline chain",
+        "cold start",
+        "rate limit (429)",
+        "job errors",
+    }
+    text = doctor.render(findings)
+    assert text.startswith("nothing is wrong") and "checked and fine" in text
+    cold = one(findings, "cold start", "ok")
+    assert "min instances 1" in cold["finding"] and "/month" in cold["evidence"]
+    assert "2 run(s)" in one(findings, "job errors", "ok")["finding"]
+
+
+def test_paused_job_is_a_warning_with_the_resume_command(scenarios):
+    s = scenarios["healthy"].result()
+    clients = new_clients()
+    step4.pause(s.spec, clients)
+    try:
+        findings = diagnose(s)
+    finally:
+        step4.resume(s.spec, clients)
+    paused = one(findings, "scheduler job", "warning")
+    assert "PAUSED" in paused["finding"] and "opslib schedule PARAMS resume" in paused["fix"]
+    assert not doctor.has_errors(findings)
+
+
+def test_job_outliving_the_attempt_deadline(scenarios):
+    s = scenarios["deadline"].result()
+    verdict = s.extra["verdict"]
+    assert not verdict.passed and verdict.attempt == "DEADLINE_EXCEEDED"
+    at_failure = one(verdict.findings, "deadline", "error")  # verify's own diagnosis
+    assert "DEADLINE_EXCEEDED" in at_failure["evidence"]
+    findings = diagnose(s)
+    deadline = one(findings, "deadline", "error")
+    assert "Scheduler (DEADLINE_EXCEEDED)" in deadline["finding"]
+    assert "1 run(s) took longer than that: up to 17" in deadline["evidence"]
+    assert "set schedule.attempt_deadline: 30s" in deadline["fix"]
+    chain = one(findings, "deadline chain", "error")
+    assert "p95" in chain["finding"] and "schedule.attempt_deadline: 30s" in chain["fix"]
+    failing = one(findings, "scheduler job", "error")
+    assert "DEADLINE_EXCEEDED x1" in failing["evidence"] and "deadline" in failing["fix"]
+
+
+def test_cloud_run_timeout_below_the_deadline_gives_504(scenarios):
+    s = scenarios["timeout"].result()
+    assert s.extra["code"] == "DEADLINE_EXCEEDED"  # Scheduler's code for Cloud Run's 504
+    findings = diagnose(s)
+    deadline = one(findings, "deadline", "error")
+    assert "504" in deadline["finding"]
+    assert "got 504 from Cloud Run after 5" in deadline["evidence"]
+    assert "maximum request timeout" in deadline["evidence"]
+    chain = one(findings, "deadline chain", "error")
+    assert "cuts requests at 5s" in chain["finding"]
+    assert "the spec already has deploy.timeout: 900s but the live one is 5s" in chain["fix"]
+    assert "opslib deploy PARAMS" in chain["fix"]
+
+
+def test_cold_start_failure_with_min_instances_0_and_its_cost(scenarios):
+    s = scenarios["cold"].result()
+    assert s.extra["codes"] == ["DEADLINE_EXCEEDED", "OK"]
+    findings = diagnose(s)
+    cold = one(findings, "cold start", "error")
+    assert "1 cold start(s) failed" in cold["finding"]
+    assert "live min instances 0" in cold["evidence"]
+    assert "attempt DEADLINE_EXCEEDED" in cold["evidence"]
+    cost = pricing.min_instance_cost(Decimal(2), 2 * 1024**3, "asia-northeast3")
+    assert cost.explain() in cold["evidence"]
+    assert (
+        pricing.READ_ON in cold["evidence"] and "cloud.google.com/run/pricing" in cold["evidence"]
+    )
+    assert "set deploy.min_instances: 1" in cold["fix"] and "$36.29/month" in cold["fix"]
+    deadline = one(findings, "deadline", "warning")  # the last attempt, warm, succeeded
+    assert "hit a cold start" in deadline["evidence"]
+    assert deadline["fix"].startswith("set deploy.min_instances: 1")
+
+
+def test_429_with_the_retry_policy(scenarios):
+    s = scenarios["429"].result()
+    assert s.extra["code"] == "INTERNAL"
+    findings = diagnose(s)
+    limited = one(findings, "rate limit (429)", "error")
+    assert (
+        s.extra["host"] in limited["finding"]
+        and "retries did not get through" in limited["finding"]
+    )
+    assert "2 retry line(s) from the policy" in limited["evidence"]
+    assert "time.sleep" in limited["fix"] and "another API" in limited["fix"]
+    errors = one(findings, "job errors", "error")
+    assert "429" in errors["evidence"] and errors["fix"] == "see rate limit (429)"
+
+
+def test_429_without_the_retry_policy_names_the_call(scenarios):
+    s = scenarios["429-raw"].result()
+    assert s.extra["code"] == "INTERNAL"
+    findings = diagnose(s, service_dir=s.folder)
+    limited = one(findings, "rate limit (429)", "error")
+    assert "bypass the retry policy" in limited["finding"]
+    assert "0 retry line(s)" in limited["evidence"]
+    assert "requests.get() on line" in limited["evidence"]
+    assert "from scripts.common.http import get_json" in limited["fix"]
+
+
+def test_wrong_audience(scenarios):
+    s = scenarios["audience"].result()
+    assert s.extra["code"] == "UNAUTHENTICATED"
+    findings = diagnose(s)
+    auth = one(findings, "auth", "error")
+    assert "audience" in auth["finding"] and "401" in auth["finding"]
+    assert "'https://wrong.example'" in auth["evidence"]
+    assert "1 attempt(s) ended UNAUTHENTICATED" in auth["evidence"]
+    uri = new_clients().run.get_service(name=step3.service_name(s.spec)).uri
+    assert f"schedule.audience: {uri}" in auth["fix"]
+
+
+def test_missing_invoker_role(scenarios):
+    s = scenarios["invoker"].result()
+    assert s.extra["code"] == "PERMISSION_DENIED"
+    findings = diagnose(s)
+    auth = one(findings, "auth", "error")
+    assert "lacks roles/run.invoker" in auth["finding"]
+    assert "PERMISSION_DENIED" in auth["evidence"] and "403" in auth["evidence"]
+    assert "opslib deploy PARAMS" in auth["fix"]
+
+
+def test_revision_that_failed_to_start(scenarios):
+    s = scenarios["revision"].result()
+    findings = diagnose(s)
+    revision = one(findings, "revision", "error")
+    assert "failed to start" in revision["finding"]
+    assert "listen on the port" in revision["evidence"] and "boom at import" in revision["evidence"]
+    assert "traffic stays on" in revision["evidence"]
+    ready = one(findings, "service", "ok")  # the old revision still serves
+    assert "100%" in ready["evidence"]
+
+
+def test_instance_that_cannot_start_on_a_cold_start(scenarios):
+    s = scenarios["503"].result()
+    assert s.extra["code"] == "UNAVAILABLE"
+    findings = diagnose(s)
+    unstarted = one(findings, "revision", "error")
+    assert "got 503: a new instance failed to start" in unstarted["finding"]
+    assert "SECRETS_ACCESS_CHECK_FAILED" in unstarted["evidence"]
+    assert "opslib secrets check PARAMS" in unstarted["fix"]
+    assert "revision" in one(findings, "scheduler job", "error")["fix"]
+
+
+def test_work_over_30_minutes_must_be_split(scenarios):
+    """A 45-minute job cannot run inside one attempt. No test waits 45 minutes, so the work's
+    length is the spec's expected_duration (which load_spec refuses; an API caller may not)."""
+    s = scenarios["healthy"].result()
+    long = Spec.model_validate(merge(s.data, {"job": {"expected_duration": "45m"}}))
+    findings = doctor.diagnose(long, new_clients(), since=timedelta(hours=1))
+    split = one(findings, "deadline chain", "error")
+    assert "over 30 minutes" in split["finding"] and "Cloud Run job" in split["fix"]
+    assert needed(17) == 30 and needed(1000) == 1500 and needed(5) == 15
+
+
+def test_min_instance_prices_state_their_figures():
+    seoul = pricing.min_instance_cost(Decimal(2), 2 * 1024**3, "asia-northeast3")
+    assert seoul.tier == 2 and seoul.monthly == Decimal("36.288")
+    iowa = pricing.min_instance_cost(Decimal(1), 512 * 1024**2, "us-central1", count=2)
+    assert iowa.monthly == Decimal("2") * (Decimal("0.0000025") * Decimal("1.5")) * 2592000
+    assert "Tier 1 assumed" in pricing.min_instance_cost(Decimal(1), 1024**3, "me-west1").explain()
+
+
+def test_doctor_command_exit_codes(scenarios, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", lc.server().url)
+
+    def opslib(s: Scenario, *args: str) -> tuple[int, str, str]:
+        params = tmp_path / f"{s.spec.service}.yaml"
+        params.write_text(yaml.safe_dump(s.data))
+        code = main(["doctor", str(params), "--since", "1h", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = opslib(scenarios["healthy"].result(), "--queries")
+    assert code == 0 and out.startswith("nothing is wrong"), out
+    assert "gcloud logging read" in out and "gcloud scheduler jobs describe" in out
+    code, out, _ = opslib(scenarios["audience"].result())
+    assert code == 1 and "ERROR   [auth]" in out and "fix:" in out
+    code, _, err = opslib(scenarios["healthy"].result(), "--since", "yesterday")
+    assert code == 2 and "not a duration" in err
+
+
+def test_troubleshoot_notebook_shows_the_findings(scenarios, tmp_path):
+    s = scenarios["audience"].result()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(s.data))
+    out = tmp_path / "07.ipynb"
+    command = [tool("papermill"), str(ROOT / "notebooks" / "07_troubleshoot.ipynb"), str(out)]
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+    result = subprocess.run(
+        [*command, "--no-progress-bar", "-k", "python3", "-p", "params", str(params)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = "\n".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for cell in nbformat.read(out, as_version=4).cells
+        for o in cell.get("outputs", [])
+    )
+    assert "ERROR   [auth]" in shown and "gcloud logging read" in shown
