@@ -122,9 +122,15 @@ def _run(
         session.service_dir = (Path(runs) / session.spec.job.name / "service").resolve()
     session.ensure_service_copy(source=Path(source) if source else None, fresh=fresh)
     if session.spec.target == "local" and any(step >= 3 for step in chosen):
+        given = "OPSLIB_LOCALCLOUD_URL" in os.environ
         url = ensure_localcloud(session.localcloud_state)
         os.environ["OPSLIB_LOCALCLOUD_URL"] = url  # the kernels inherit it
-        echo(f"localcloud: {url}")
+        echo(
+            f"localcloud: {url}"
+            if given
+            else f"localcloud: {url} (it keeps running, so the job fires on its cron; "
+            f"stop it with: opslib localcloud stop --state {session.localcloud_state})"
+        )
     out_dir = _output_dir(session, runs)
     echo(f"service copy: {session.service_dir}\nnotebooks:    {out_dir}")
     started = datetime.now(UTC)
