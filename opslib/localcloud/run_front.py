@@ -10,21 +10,15 @@ revision's timeout gets 504 while the instance keeps running. Every request is l
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import time
-import uuid
 from typing import Any
 
 from opslib.localcloud import run_model, tokens
 from opslib.localcloud.clock import duration_seconds
 from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.upstream import (
-    BadRequest,
-    Pool,
-    Request,
-    UpstreamError,
-    read_request,
-    write_response,
-)
+from opslib.localcloud.upstream import Listener, Pool, Request, Response
 
 HOP_BY_HOP = {
     "connection",
@@ -62,6 +56,11 @@ INVOKER_ROLES = {
 
 
 Reply = tuple[int, list[tuple[str, str]], bytes]
+# A verified token: its exp, aud, email, and the principals it stands for in a policy.
+Identity = tuple[float, Any, str, frozenset[str]]
+# What a service's spec and policy allow: no check at all, the members, the audiences.
+Access = tuple[bool, frozenset[str], frozenset[str]]
+TOKEN_CACHE = 4096
 
 
 def _text(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Reply:
@@ -73,23 +72,26 @@ class Front:
 
     def __init__(self, cloud: Cloud, run: Any) -> None:
         self.cloud, self.run = cloud, run
+        self.loop: asyncio.AbstractEventLoop  # set by the first `ensure`
         self.servers: dict[str, asyncio.Server] = {}
-        self.connections: dict[str, set[asyncio.StreamWriter]] = {}
+        self.connections: dict[str, set[Listener]] = {}
         self.pools: dict[int, Pool] = {}
-        self.verified: dict[str, dict[str, Any]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Per-request work done once: token checks, policies, and each service's log labels.
+        self.verified: dict[str, Identity] = {}
+        self.access: dict[str, tuple[dict[str, Any], Any, Any, Access]] = {}
+        self.labels: dict[str, tuple[str, str, str, str]] = {}
 
     async def ensure(self, service: dict[str, Any]) -> None:
         """Listen on the service's URL (idempotent)."""
         name = service["name"]
         if name in self.servers:
             return
-        self.connections[name] = set()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(name, reader, writer)
-
-        self.servers[name] = await asyncio.start_server(
-            serve, "127.0.0.1", service["_port"], reuse_address=True, limit=64 * 1024
+        peers = self.connections[name] = set()
+        handle = functools.partial(self.handle, name)
+        self.loop = asyncio.get_running_loop()  # once: each get_running_loop() is a getpid()
+        self.servers[name] = await self.loop.create_server(
+            lambda: Listener(handle, peers), "127.0.0.1", service["_port"], reuse_address=True
         )
 
     async def remove(self, service: dict[str, Any]) -> None:
@@ -100,134 +102,156 @@ class Front:
         if server is None:
             return
         server.close()
-        for writer in self.connections.pop(name, set()):
-            writer.close()
+        for listener in list(self.connections.pop(name, set())):
+            listener.close()
         await server.wait_closed()
 
     async def close(self) -> None:
         for name in list(self.servers):
             await self._stop(name)
+        for task in list(self.tasks):
+            task.cancel()
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
 
-    async def _serve(
-        self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """One client connection: requests in order, kept alive as the client asks."""
-        self.connections[name].add(writer)
-        try:
-            while True:
-                try:
-                    request = await read_request(reader, writer)
-                except BadRequest as exc:
-                    status, headers, body = _text(400, f"Bad Request: {exc}\n")
-                    write_response(writer, status, headers, body, keep_alive=False)
-                    break
-                if request is None:
-                    break
-                status, headers, body = await self.handle(name, request)
-                write_response(writer, status, headers, body, request.keep_alive)
-                await writer.drain()
-                if not request.keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.connections.get(name, set()).discard(writer)
-            writer.close()
+    def _access(self, service: dict[str, Any]) -> Access:
+        """The service's invoker rules, rebuilt only when its spec (etag) or policy changes."""
+        iam, etag = service.get("_iam"), service.get("etag")
+        cached = self.access.get(service["name"])
+        if cached and cached[0] is service and cached[1] == etag and cached[2] is iam:
+            return cached[3]
+        bindings = (iam or {}).get("bindings", [])
+        members = frozenset(
+            m for b in bindings if b.get("role") in INVOKER_ROLES for m in b.get("members", [])
+        )
+        uri = service["uri"]
+        access = (
+            bool(service.get("invokerIamDisabled")) or "allUsers" in members,
+            members,
+            frozenset((uri, uri + "/", *service.get("customAudiences", []))),
+        )
+        self.access[service["name"]] = (service, etag, iam, access)
+        return access
+
+    def _identity(self, token: str) -> Identity:
+        """A token's claims that matter here; the signature is checked once per token."""
+        identity = self.verified.get(token)
+        if identity is None:
+            claims = tokens.verify(self.cloud, token)
+            email = claims.get("email", "")
+            principals = frozenset(
+                (f"serviceAccount:{email}", f"user:{email}", "allAuthenticatedUsers")
+            )
+            identity = (claims["exp"], claims.get("aud"), email, principals)
+            if len(self.verified) >= TOKEN_CACHE:
+                self.verified.clear()
+            self.verified[token] = identity
+        return identity
 
     def _authorized(self, service: dict[str, Any], request: Request) -> tuple[int, str] | None:
         """None when the request may pass; else (status, reason)."""
-        bindings = service.get("_iam", {}).get("bindings", [])
-        members = {
-            m for b in bindings if b.get("role") in INVOKER_ROLES for m in b.get("members", [])
-        }
-        if service.get("invokerIamDisabled") or "allUsers" in members:
+        unchecked, members, audiences = self._access(service)
+        if unchecked:
             return None
         header = request.header("Authorization")
         if not header.startswith("Bearer "):
             return 403, "no identity token"
-        token = header[7:].strip()
-        claims = self.verified.get(token)
-        if claims is None:
-            try:
-                claims = tokens.verify(self.cloud, token)
-            except tokens.InvalidToken as exc:
-                return 401, f"invalid token: {exc}"
-            self.verified[token] = claims
-        if claims["exp"] < self.cloud.clock.time():
+        try:
+            expires, audience, email, principals = self._identity(header[7:].strip())
+        except tokens.InvalidToken as exc:
+            return 401, f"invalid token: {exc}"
+        if expires < self.cloud.clock.time():
             return 401, "token expired"
-        audiences = {service["uri"], service["uri"] + "/", *service.get("customAudiences", [])}
-        audience = claims.get("aud")
         if (audience if isinstance(audience, str) else "") not in audiences:
             return 401, f"wrong audience {audience!r}; expected {service['uri']}"
-        email = claims.get("email", "")
-        if not {f"serviceAccount:{email}", f"user:{email}", "allAuthenticatedUsers"} & members:
+        if principals.isdisjoint(members):
             return 403, f"{email} lacks roles/run.invoker on the service"
         return None
 
-    async def handle(self, name: str, request: Request) -> Reply:
+    def handle(self, name: str, listener: Listener, request: Request) -> None:
+        """Answer one request: refuse it, or forward it to an instance (started if need be)."""
         started = time.perf_counter()
         service = self.run.data["services"].get(name)
         if service is None:
-            return _text(404, "Service not found\n")
+            listener.reply(request, *_text(404, "Service not found\n"))
+            return
         refused = self._authorized(service, request)
         revision = self.run.data["revisions"].get(run_model.pick(service) or "")
         if refused:
             page = FORBIDDEN if refused[0] == 403 else UNAUTHORIZED
             reply = _text(refused[0], page.format(path=request.path), "text/html; charset=UTF-8")
             self._log(service, revision, request, reply[0], len(reply[2]), started)
-            return reply
+            listener.reply(request, *reply)
+            return
         if revision is None:
-            return _text(503, "Service Unavailable: no ready revision\n")
+            listener.reply(request, *_text(503, "Service Unavailable: no ready revision\n"))
+            return
+        instance = self.run.instances.running.get(revision["name"])
+        if instance is None or instance.process.returncode is not None:
+            task = self.loop.create_task(self._cold(service, revision, listener, request, started))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        self._forward(service, revision, instance, listener, request, started)
+
+    async def _cold(
+        self,
+        service: dict[str, Any],
+        revision: dict[str, Any],
+        listener: Listener,
+        request: Request,
+        started: float,
+    ) -> None:
+        """Forward once the revision has an instance (a cold start); 503 if it cannot start."""
         try:
             instance, _ = await self.run.instances.ensure(revision)
         except Exception as exc:
             self._log(service, revision, request, 503, 0, started, text=str(exc))
-            return _text(503, "Service Unavailable\n")
-        timeout = duration_seconds(revision.get("timeout"), 300) - (time.perf_counter() - started)
-        instance.active += 1
-        try:
-            return await self._forward(service, revision, instance, request, started, timeout)
-        finally:
-            instance.active -= 1
-            instance.last_used = time.monotonic()
+            listener.reply(request, *_text(503, "Service Unavailable\n"))
+            return
+        self._forward(service, revision, instance, listener, request, started)
 
-    async def _forward(
+    def _forward(
         self,
         service: dict[str, Any],
         revision: dict[str, Any],
         instance: Any,
+        listener: Listener,
         request: Request,
         started: float,
-        timeout: float,
-    ) -> Reply:
-        trace = uuid.uuid4().hex
-        headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
-        headers += [
-            ("X-Cloud-Trace-Context", f"{trace}/1;o=1"),
-            ("X-Forwarded-Proto", "https"),
-            ("X-Forwarded-For", request.remote or "127.0.0.1"),
-        ]
+    ) -> None:
+        timeout = duration_seconds(revision.get("timeout"), 300) - (time.perf_counter() - started)
+        trace = os.urandom(16).hex()  # 32 hex digits, as uuid4().hex and Cloud Run's trace ids
+        lines = [f"{k}: {v}\r\n" for k, v in request.headers if k.lower() not in HOP_BY_HOP]
+        lines.append(
+            f"X-Cloud-Trace-Context: {trace}/1;o=1\r\nX-Forwarded-Proto: https\r\n"
+            f"X-Forwarded-For: {request.remote or '127.0.0.1'}\r\n"
+        )
         pool = self.pools.get(instance.port)
         if pool is None:
-            pool = self.pools[instance.port] = Pool(instance.port)
-        try:
-            upstream = await pool.request(
-                request.method, request.target, headers, request.body, max(timeout, 0.001)
-            )
-        except TimeoutError:
-            self._log(service, revision, request, 504, 24, started, text=TIMEOUT_TEXT, trace=trace)
-            return _text(504, "upstream request timeout")
-        except (UpstreamError, OSError):
-            self._log(service, revision, request, 503, 0, started, trace=trace)
-            return _text(503, "Service Unavailable\n")
-        out = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP]
-        self._log(
-            service, revision, request, upstream.status, len(upstream.body), started, trace=trace
-        )
-        return upstream.status, out, upstream.body
+            pool = self.pools[instance.port] = Pool(instance.port, self.loop)
+
+        def done(upstream: Response | None, error: BaseException | None) -> None:
+            instance.active -= 1
+            instance.last_used = time.monotonic()
+            if upstream is not None:
+                out = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP]
+                status, size = upstream.status, len(upstream.body)
+                self._log(service, revision, request, status, size, started, trace=trace)
+                listener.reply(request, status, out, upstream.body)
+            elif isinstance(error, TimeoutError):
+                self._log(
+                    service, revision, request, 504, 24, started, text=TIMEOUT_TEXT, trace=trace
+                )
+                listener.reply(request, *_text(504, "upstream request timeout"))
+            else:  # UpstreamError or OSError: the instance is gone or answered nonsense
+                self._log(service, revision, request, 503, 0, started, trace=trace)
+                listener.reply(request, *_text(503, "Service Unavailable\n"))
+
+        instance.active += 1
+        head = "".join(lines)
+        pool.send(request.method, request.target, head, request.body, max(timeout, 0.001), done)
 
     def _log(
         self,
@@ -240,11 +264,32 @@ class Front:
         text: str | None = None,
         trace: str | None = None,
     ) -> None:
-        _, project, _, location, _, service_id = service["name"].split("/")
+        """Note the latency now; build and store the entry once the response is on its way."""
         latency = time.perf_counter() - started
+        self.loop.call_soon(
+            self._write_log, service, revision, request, status, size, latency, text, trace
+        )
+
+    def _write_log(
+        self,
+        service: dict[str, Any],
+        revision: dict[str, Any] | None,
+        request: Request,
+        status: int,
+        size: int,
+        latency: float,
+        text: str | None,
+        trace: str | None,
+    ) -> None:
+        labels = self.labels.get(service["name"])
+        if labels is None:
+            _, project, _, location, _, service_id = service["name"].split("/")
+            log_name = f"projects/{project}/logs/run.googleapis.com%2Frequests"
+            labels = self.labels[service["name"]] = (log_name, project, location, service_id)
+        log_name, project, location, service_id = labels
         size_in = len(request.body) + sum(len(k) + len(v) + 4 for k, v in request.headers)
         entry: dict[str, Any] = {
-            "logName": f"projects/{project}/logs/run.googleapis.com%2Frequests",
+            "logName": log_name,
             "resource": {
                 "type": "cloud_run_revision",
                 "labels": {
@@ -273,5 +318,4 @@ class Front:
             entry["trace"] = f"projects/{project}/traces/{trace}"
         if text:
             entry["textPayload"] = text
-        # Written after the response is on its way: logging is not on the request's path.
-        asyncio.get_running_loop().call_soon(self.cloud.logs.write, entry)
+        self.cloud.logs.write(entry)
