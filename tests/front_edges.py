@@ -118,7 +118,11 @@ async def main() -> None:
     }
     revision = {"name": rev, "timeout": "1s"}
     inst = SimpleNamespace(
-        port=up_port, process=SimpleNamespace(returncode=None), active=0, last_used=0
+        port=up_port,
+        process=SimpleNamespace(returncode=None),
+        active=0,
+        last_used=0,
+        instance_id="0" * 64,
     )
 
     async def ensure(revision: dict) -> tuple:

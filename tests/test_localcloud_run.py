@@ -106,6 +106,9 @@ def test_deploy_runs_the_image_and_the_front_enforces_iam(run, image):
     )
     assert [e["httpRequest"]["status"] for e in logs] == [403, 401, 403, 401, 200]
     assert all(e["resource"]["type"] == "cloud_run_revision" for e in logs)
+    running = {i["instanceId"] for i in call("/_localcloud/instances")[1]["instances"]}
+    assert logs[-1]["labels"]["instanceId"] in running  # which instance served it
+    assert all("labels" not in e for e in logs[:-1])  # refused at the front: no instance
 
 
 def test_front_survives_the_instance_closing_idle_connections(run, image):

@@ -238,15 +238,15 @@ class Front:
             if upstream is not None:
                 out = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP]
                 status, size = upstream.status, len(upstream.body)
-                self._log(service, revision, request, status, size, started, trace=trace)
+                self._log(service, revision, request, status, size, started, trace, instance)
                 listener.reply(request, status, out, upstream.body)
             elif isinstance(error, TimeoutError):
                 self._log(
-                    service, revision, request, 504, 24, started, text=TIMEOUT_TEXT, trace=trace
+                    service, revision, request, 504, 24, started, trace, instance, TIMEOUT_TEXT
                 )
                 listener.reply(request, *_text(504, "upstream request timeout"))
             else:  # UpstreamError or OSError: the instance is gone or answered nonsense
-                self._log(service, revision, request, 503, 0, started, trace=trace)
+                self._log(service, revision, request, 503, 0, started, trace, instance)
                 listener.reply(request, *_text(503, "Service Unavailable\n"))
 
         instance.active += 1
@@ -261,13 +261,22 @@ class Front:
         status: int,
         size: int,
         started: float,
-        text: str | None = None,
         trace: str | None = None,
+        instance: Any = None,
+        text: str | None = None,
     ) -> None:
         """Note the latency now; build and store the entry once the response is on its way."""
         latency = time.perf_counter() - started
+        instance_id = instance.instance_id if instance is not None else None
         self.loop.call_soon(
-            self._write_log, service, revision, request, status, size, latency, text, trace
+            self._write_log,
+            service,
+            revision,
+            request,
+            (status, size, latency),
+            text,
+            trace,
+            instance_id,
         )
 
     def _write_log(
@@ -275,12 +284,12 @@ class Front:
         service: dict[str, Any],
         revision: dict[str, Any] | None,
         request: Request,
-        status: int,
-        size: int,
-        latency: float,
+        answer: tuple[int, int, float],
         text: str | None,
         trace: str | None,
+        instance_id: str | None,
     ) -> None:
+        status, size, latency = answer
         labels = self.labels.get(service["name"])
         if labels is None:
             _, project, _, location, _, service_id = service["name"].split("/")
@@ -316,6 +325,8 @@ class Front:
         }
         if trace:
             entry["trace"] = f"projects/{project}/traces/{trace}"
+        if instance_id:  # as Cloud Run labels the request log: which instance served it
+            entry["labels"] = {"instanceId": instance_id}
         if text:
             entry["textPayload"] = text
         self.cloud.logs.write(entry)
