@@ -53,9 +53,13 @@ def unique_params(tmp_path: Path, base: Path, stem: str) -> Path:
     return path
 
 
-def summary(runs: Path, stem: str) -> tuple[Path, dict]:
-    """The newest run's folder and its summary.json."""
-    newest = sorted(p for p in (runs / stem).iterdir() if p.name != "service")[-1]
+def job_of(params: Path) -> str:
+    return yaml.safe_load(params.read_text())["job"]["name"]
+
+
+def summary(runs: Path, job: str) -> tuple[Path, dict]:
+    """The newest run's folder (runs/<job>/<UTC time>) and its summary.json."""
+    newest = sorted(p for p in (runs / job).iterdir() if p.name != "service")[-1]
     return newest, json.loads((newest / "summary.json").read_text())
 
 
@@ -89,7 +93,7 @@ def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
 
     first = opslib_run(params, runs)
     assert first.returncode == 0, first.stdout + first.stderr
-    folder, data = summary(runs, "fx")
+    folder, data = summary(runs, job_of(params))
     assert [(s["step"], s["status"]) for s in data["steps"]] == [(n, "ok") for n in range(1, 6)]
     assert data["verify_passed"] is True and data["passed"] is True
     assert "verify PASSED" in first.stdout and "scheduler attempt" in first.stdout
@@ -102,7 +106,7 @@ def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
 
     second = opslib_run(params, runs)
     assert second.returncode == 0, second.stdout + second.stderr
-    folder2, _ = summary(runs, "fx")
+    folder2, _ = summary(runs, job_of(params))
     assert folder2 != folder, "each run keeps its own notebooks"
     for name in ("01_write_function", "02_patch_endpoint", "03_deploy", "04_schedule"):
         seen = actions(folder2 / f"{name}.ipynb")
@@ -129,9 +133,9 @@ def test_a_non_default_spec_class_pattern_secret_and_min_instances_zero(tmp_path
 
     result = opslib_run(params, tmp_path / "runs")
     assert result.returncode == 0, result.stdout + result.stderr
-    folder, data = summary(tmp_path / "runs", "report")
+    folder, data = summary(tmp_path / "runs", job_of(params))
     assert data["verify_passed"] is True
-    module = tmp_path / "runs" / "report" / "service" / "scripts" / "batch"
+    module = tmp_path / "runs" / job_of(params) / "service" / "scripts" / "batch"
     assert "async def run" in next(module.glob("report_*.py")).read_text()
     shown = outputs(folder / "04_schedule.ipynb")
     assert "Asia/Tokyo" in shown
@@ -143,7 +147,7 @@ def test_a_failing_step_stops_the_run_and_its_notebook_shows_where(tmp_path):
     params = unique_params(tmp_path, EXAMPLE, "edit")
     runs = tmp_path / "runs"
     assert opslib_run(params, runs, "--steps", "1-2").returncode == 0
-    module = next((runs / "edit" / "service" / "scripts" / "batch").glob("edit_*.py"))
+    module = next((runs / job_of(params) / "service" / "scripts" / "batch").glob("edit_*.py"))
     module.write_text(
         module.read_text().replace(
             "    _log.info(", "    raise RuntimeError('boom in the job')\n    _log.info(", 1
@@ -161,7 +165,7 @@ def test_a_failing_step_stops_the_run_and_its_notebook_shows_where(tmp_path):
         ("5", "not run"),
     ], failed.stdout
     assert "02_patch_endpoint.ipynb" in failed.stderr
-    folder, data = summary(runs, "edit")
+    folder, data = summary(runs, job_of(params))
     assert data["passed"] is False and data["verify_passed"] is False
     book = nbformat.read(folder / "02_patch_endpoint.ipynb", as_version=4)
     assert book.metadata.papermill.exception is True
