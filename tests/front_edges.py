@@ -258,6 +258,18 @@ async def main() -> None:
     )
     out = await ex(req("/drop", b"Connection: close\r\n\r\n"))
     check("dropped on fresh connection: 503", out.startswith(b"HTTP/1.1 503"), out)
+    # A worker that dies mid-request also closes without a byte: a POST (the job may have
+    # run) is never sent again; a GET is, once.
+    for method, expected in (("POST", 1), ("GET", 2)):
+        await ex(req("/len", b"Connection: close\r\n\r\n"))  # leaves a pooled connection
+        before = len(SEEN)
+        out = await ex(req("/drop", b"Content-Length: 0\r\nConnection: close\r\n\r\n", method))
+        sent = len(SEEN) - before
+        check(
+            f"{method} lost on a pooled connection: sent {expected}x, 503",
+            (out.startswith(b"HTTP/1.1 503") and sent == expected),
+            (out, sent),
+        )
     out = await ex(req("/big", b"Connection: close\r\n\r\n"), wait=5)
     check("5 MB response", out.endswith(b"x" * 1000) and out.count(b"x") >= 5_000_000, len(out))
     out = await ex(req("/big", b"\r\n") + req("/len", b"Connection: close\r\n\r\n"), wait=5)

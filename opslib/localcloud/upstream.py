@@ -277,13 +277,21 @@ class Listener(asyncio.Protocol):
 Done = Callable[[Response | None, BaseException | None], None]
 
 
+# A pooled connection is reused only this long after its last answer: gunicorn closes idle
+# keep-alive connections after 2 s, so one younger than that is not closing as we write to it.
+MAX_IDLE = 1.0
+# Methods a client may repeat (RFC 9110 9.2.2): only these are sent again when a pooled
+# connection closes without a byte of answer. A POST may have run: it fails instead (503).
+REPLAYABLE = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
+
 class _Exchange:
     """One request to an instance: on a pooled connection, else on a new one, until a deadline."""
 
-    __slots__ = ("connection", "data", "done", "finished", "pool", "task", "timer")
+    __slots__ = ("connection", "data", "done", "finished", "pool", "replayable", "task", "timer")
 
-    def __init__(self, pool: Pool, data: bytes, done: Done) -> None:
-        self.pool, self.data, self.done = pool, data, done
+    def __init__(self, pool: Pool, data: bytes, done: Done, replayable: bool) -> None:
+        self.pool, self.data, self.done, self.replayable = pool, data, done, replayable
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
         self.connection: _Upstream | None = None
@@ -291,10 +299,11 @@ class _Exchange:
 
     def start(self) -> None:
         idle = self.pool.idle
+        oldest = self.pool.loop.time() - MAX_IDLE
         while idle:
             connection = idle.pop()
-            if connection.usable():
-                connection.begin(self, retry=True)
+            if connection.usable() and connection.idle_since >= oldest:
+                connection.begin(self, retry=self.replayable)
                 return
             connection.close()
         self.fresh()
@@ -349,6 +358,7 @@ class _Upstream(asyncio.Protocol):
         self.spans: list[tuple[int, int]] = []
         self.head: tuple[int, list[tuple[str, str]], bool, int | None, int] | None = None
         self.eof = self.lost = self.received = False
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -470,6 +480,7 @@ class _Upstream(asyncio.Protocol):
         self.head = None
         self.buffer.clear()
         if reusable and not self.eof and len(self.pool.idle) < IDLE_LIMIT:
+            self.idle_since = self.pool.loop.time()
             self.pool.idle.append(self)
         else:
             self.close()
@@ -491,15 +502,15 @@ class Pool:
         `timeout` seconds (the connection is then dropped), UpstreamError or OSError.
 
         `headers` are "Name: value\\r\\n" lines, without Host and Content-Length. An idle
-        connection the instance closed (gunicorn drops keep-alive connections after a couple of
-        seconds) is never used: one whose close already arrived is skipped, and one that closes
-        without a byte of answer is retried once on a new connection, as HTTP clients do with
-        pooled connections.
+        connection the instance may be closing is never used: one whose close arrived or that
+        idled over MAX_IDLE is dropped. One that still closes without a byte of answer is tried
+        once more on a new connection for a replayable method; any other request fails (503),
+        as a job that may have run must not run twice.
         """
         head = (
             f"{method} {target} HTTP/1.1\r\n{self.host}Content-Length: {len(body)}\r\n{headers}\r\n"
         )
-        exchange = _Exchange(self, head.encode("latin-1") + body, done)
+        exchange = _Exchange(self, head.encode("latin-1") + body, done, method in REPLAYABLE)
         exchange.timer = self.loop.call_later(timeout, exchange.timed_out)
         exchange.start()
 
