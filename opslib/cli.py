@@ -66,9 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:  # the table shows every chosen step: the failed one and those not run
         if results:
             print(f"\n{_table(runner.summary_frame(results, chosen))}")
-    verdict = runner.verify_checks(results)
+        verdict = runner.verify_checks(results)
+        if verdict is not None:
+            print(f"\nverify:\n{_table(verdict)}")
     if verdict is not None:
-        print(f"\nverify:\n{_table(verdict)}\nverify PASSED")
+        print("verify PASSED")
     return 0
 
 

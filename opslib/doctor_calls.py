@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -147,7 +148,7 @@ def check_job_errors(facts: Facts) -> list[Finding]:
                 "an instance that crashes (out of memory) or is stopped mid-run leaves no end "
                 "line",
                 "read the service's logs around that time (opslib logs PARAMS --errors); if "
-                "memory ran out, raise deploy.memory, then run step 3 (opslib deploy PARAMS)",
+                f"memory ran out, raise deploy.memory, then {STEP_DEPLOY}",
             )
         )
     if len(failed):
@@ -159,8 +160,8 @@ def check_job_errors(facts: Facts) -> list[Finding]:
         fix = (
             "see rate limit (429)"
             if rate
-            else f"the job raised it: fix service/scripts/batch/{facts.spec.job.module}.py "
-            f"(run its test: pytest service/tests), then {STEP_DEPLOY}"
+            else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
+            f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
         )
         findings.append(
             Finding(
@@ -198,3 +199,9 @@ def check_job_errors(facts: Facts) -> list[Finding]:
 
 def _first_line(message: object) -> str:
     return str(message).splitlines()[0][:200] if isinstance(message, str) else ""
+
+
+def _module(facts: Facts) -> str:
+    """The job module the steps generated: in the service folder read, else the run's copy."""
+    folder = facts.service_dir or Path("runs") / facts.spec.job.name / "service"
+    return str(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py")

@@ -27,8 +27,10 @@ EXPLAINED_BY = {
     "UNAVAILABLE": "revision",
     "NOT_FOUND": "scheduler job",
 }
-STEP_DEPLOY = "run step 3 (opslib deploy PARAMS)"
-STEP_SCHEDULE = "run step 4 (opslib schedule PARAMS)"
+# The runner's commands: they act on the working copy (runs/<job>/service) the steps edited,
+# where `opslib deploy PARAMS` alone would build the committed service/ without the job.
+STEP_DEPLOY = "run step 3 again (opslib run PARAMS --steps 3-5, or notebooks/03_deploy)"
+STEP_SCHEDULE = "run step 4 again (opslib run PARAMS --steps 4-5, or notebooks/04_schedule)"
 
 
 class Finding(NamedTuple):

@@ -49,6 +49,7 @@ class Facts:
     entries: pd.DataFrame = field(default_factory=pd.DataFrame)
     errors: dict[str, str] = field(default_factory=dict)
     job_source: str | None = None
+    service_dir: Path | None = None
 
     @property
     def deadline(self) -> float:
@@ -210,7 +211,8 @@ def gather(
         facts.errors["logs"] = _text(exc)
         facts.entries = entries_table([])
     if service_dir is not None:
-        module = Path(service_dir) / "scripts" / "batch" / f"{spec.job.module}.py"
+        facts.service_dir = Path(service_dir)
+        module = facts.service_dir / "scripts" / "batch" / f"{spec.job.module}.py"
         facts.job_source = module.read_text() if module.is_file() else None
     return facts
 

@@ -45,14 +45,16 @@ class WarmKernel:
         self.client = self.manager.client()
         self.client.start_channels()
         self._ready = False
+        self.environment: dict[str, str] = {}  # set in the kernel's os.environ at each reset
 
     def reset(self) -> None:
         """A clean namespace and execution count, as a newly started kernel has."""
         if not self._ready:
             run_sync(self.client.wait_for_ready)(timeout=120)
             self._ready = True
+        code = _RESET + f"__import__('os').environ.update({self.environment!r})\n"
         reply = run_sync(self.client.execute_interactive)(
-            _RESET, silent=True, store_history=False, timeout=60
+            code, silent=True, store_history=False, timeout=60
         )
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"kernel reset failed: {reply['content']}")

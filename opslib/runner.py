@@ -120,11 +120,14 @@ def _run(
 ) -> list[StepResult]:
     if runs is not None:
         session.service_dir = (Path(runs) / session.spec.job.name / "service").resolve()
+    if source is not None and session.service_dir.exists() and not fresh:
+        echo(f"note: {session.service_dir} exists and is reused; --fresh copies {source} again")
     session.ensure_service_copy(source=Path(source) if source else None, fresh=fresh)
     if session.spec.target == "local" and any(step >= 3 for step in chosen):
         given = "OPSLIB_LOCALCLOUD_URL" in os.environ
         url = ensure_localcloud(session.localcloud_state)
-        os.environ["OPSLIB_LOCALCLOUD_URL"] = url  # the kernels inherit it
+        # The kernel started before localcloud answered: it is told the URL at each reset.
+        kernel.environment["OPSLIB_LOCALCLOUD_URL"] = url
         echo(
             f"localcloud: {url}"
             if given
@@ -196,15 +199,21 @@ def _execute(
         )
     except PapermillExecutionError as exc:
         status = "failed"
-        echo(f"\nstep {step} failed in cell {exc.exec_count}: {exc.ename}: {_first_line(exc)}")
+        echo(f"\nstep {step} failed in cell {exc.exec_count}: {exc.ename}: {_lines(exc)}")
+    except Exception as exc:  # the kernel died, a cell timed out: still this step's failure
+        status = "failed"
+        echo(f"\nstep {step} failed: {type(exc).__name__}: {_lines(exc)}")
     seconds = time.perf_counter() - started
     echo(f"step {step} {name}: {status} ({seconds:.1f}s)")
     return StepResult(step, name, status, round(seconds, 2), str(output))
 
 
-def _first_line(exc: Exception) -> str:
-    value = str(getattr(exc, "evalue", "") or exc)
-    return value.strip().splitlines()[0] if value.strip() else ""
+def _lines(exc: Exception, count: int = 8) -> str:
+    """The start of the error's message: enough to see the cause without the notebook."""
+    value = str(getattr(exc, "evalue", "") or exc).strip()
+    lines = value.splitlines()
+    more = "\n  ... (the rest in the step's notebook)" if len(lines) > count else ""
+    return "\n".join(lines[:count]) + more
 
 
 def _write_summary(

@@ -109,6 +109,12 @@ def open_session(
     if given:
         spec = spec_from_mapping({**given, **({"target": target} if target else {})})
         root = project_root(Path.cwd())
+        if service_dir is None and not (root / "service" / "batch_endpoint.py").is_file():
+            raise BadInput(
+                "notebook parameters",
+                f"no opslib project (service/batch_endpoint.py) at or above {Path.cwd()}",
+                "run from the project (papermill --cwd PROJECT) or pass -p service_dir DIR",
+            )
         path = Path(params).resolve() if params else root / "parameters" / f"{spec.job.name}.yaml"
     else:
         if params is None:

@@ -212,6 +212,9 @@ async def main() -> None:
         out.count(b"HTTP/1.1 200 OK") == 3 and out.index(b"hello world") > 0 and out.endswith(b"0"),
         out,
     )
+    for length in (b"+5", b"1_0", b"-1", b"x"):
+        out = await ex(req("/len", b"Content-Length: " + length + b"\r\n\r\nhello", "POST"))
+        check(f"Content-Length {length!r} is 400", out.startswith(b"HTTP/1.1 400"), out)
     out = await ex(b"NONSENSE\r\n\r\n")
     check(
         "bad request line 400",

@@ -245,12 +245,10 @@ class Listener(asyncio.Protocol):
             if "transfer-encoding" in lookup and "chunked" in lookup["transfer-encoding"].lower():
                 length = None
             elif lookup.get("content-length", "0") not in ("", "0"):
-                try:
-                    length = int(lookup["content-length"])
-                except ValueError:
-                    length = -1
-                if length < 0:
+                text = lookup["content-length"]
+                if not (text.isascii() and text.isdigit()):  # int() would take "+5" and "1_0"
                     raise BadRequest("bad Content-Length")
+                length = int(text)
             self.head = (request, end + 4, length)
             self.spans = []
         request, start, length = self.head
@@ -452,9 +450,10 @@ class _Upstream(asyncio.Protocol):
             elif "chunked" in lookup.get("transfer-encoding", "").lower():
                 length = None
             elif "content-length" in lookup:
-                length = int(lookup["content-length"])
-                if length < 0:
-                    raise UpstreamError(f"bad Content-Length {length}")
+                text = lookup["content-length"]
+                if not (text.isascii() and text.isdigit()):
+                    raise UpstreamError(f"bad Content-Length {text!r}")
+                length = int(text)
             else:
                 length = UNTIL_CLOSE
             self.head = (status, headers, keep, length, end + 4)
