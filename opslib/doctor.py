@@ -29,7 +29,7 @@ from opslib.doctor_checks import (
     check_revision,
     check_service,
 )
-from opslib.doctor_facts import Facts, gather
+from opslib.doctor_facts import LOG_LIMIT, Facts, gather
 from opslib.doctor_timing import check_chain, check_cold_start, check_deadline
 from opslib.spec import Spec
 
@@ -47,6 +47,25 @@ CHECKS: tuple[Callable[[Facts], list[Finding]], ...] = (
 )
 
 
+def _coverage(facts: Facts) -> list[Finding]:
+    """Say so when the log read stopped at its limit: the checks then saw a shorter window."""
+    entries = facts.entries
+    if len(entries) < LOG_LIMIT:
+        return []
+    oldest = pd.to_datetime(entries["timestamp"], utc=True).min()
+    return [
+        Finding(
+            "logs",
+            "warning",
+            f"only the newest {LOG_LIMIT} log entries were read: the checks cover "
+            f"{oldest:%Y-%m-%d %H:%M:%S}Z onwards, not the whole window from "
+            f"{facts.since:%Y-%m-%d %H:%M:%S}Z",
+            f"{len(entries)} entries read (the limit keeps a diagnosis to a few API calls)",
+            "pass a shorter window (opslib doctor PARAMS --since 1h) to see all of it",
+        )
+    ]
+
+
 def diagnose(
     spec: Spec,
     clients: Clients | None = None,
@@ -62,6 +81,7 @@ def diagnose(
         for what, text in facts.errors.items()
         if what in ("logs", "iam", "revision")
     ]
+    rows += _coverage(facts)
     frame = pd.DataFrame([r._asdict() for r in rows], columns=list(Finding._fields))
     frame["severity"] = pd.Categorical(frame["severity"], categories=SEVERITIES, ordered=True)
     frame = frame.sort_values("severity", kind="stable").reset_index(drop=True)

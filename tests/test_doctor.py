@@ -547,3 +547,27 @@ def test_troubleshoot_notebook_shows_the_findings(scenarios, tmp_path):
         for o in cell.get("outputs", [])
     )
     assert "ERROR   [auth]" in shown and "gcloud logging read" in shown
+
+
+def test_a_window_with_more_logs_than_the_read_limit_says_what_it_covered():
+    """A chatty service: over LOG_LIMIT entries in the window; the doctor names what it read."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["service"], data["job"]["name"] = lc.unique("doc-chatty"), lc.unique("job")
+    spec = Spec.model_validate(data)
+    resource = {
+        "type": "cloud_run_revision",
+        "labels": {"service_name": spec.service, "location": spec.region},
+    }
+    log_name = f"projects/{lc.PROJECT}/logs/run.googleapis.com%2Fstdout"
+    for batch in range(4):
+        entries = [
+            {"textPayload": f"line {batch}-{i}", "resource": resource, "logName": log_name}
+            for i in range(800)
+        ]
+        status, body = lc.call("/v2/entries:write", {"entries": entries})
+        assert status == 200, body
+    findings = doctor.diagnose(spec, new_clients(), since=timedelta(hours=1))
+    row = one(findings, "logs", "warning")
+    assert f"newest {doctor.LOG_LIMIT}" in row["finding"] and "--since" in row["fix"]
+    quiet = Spec.model_validate({**data, "service": lc.unique("doc-quiet")})
+    assert rows(doctor.diagnose(quiet, new_clients(), since=timedelta(hours=1)), "logs").empty
