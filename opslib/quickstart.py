@@ -159,6 +159,10 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+# What the cron picker writes back into the file (opslib.params_file.set_schedule).
+PICKER_KEYS = frozenset({"schedule.cron", "schedule.time_zone"})
+
+
 def write_params(
     path: str | Path, answers: Answers, *, overwrite: bool = False, dry_run: bool = False
 ) -> Plan:
@@ -175,6 +179,11 @@ def write_params(
             plan.add(Change(STEP, str(path), "no change"))
             return plan
         fields = _differing(old, text)
+        if not overwrite and set(fields) <= PICKER_KEYS:
+            # The cron picker saved a schedule into this file since: that choice stands.
+            detail = "kept: schedule chosen in the file (cron picker); overwrite=True replaces it"
+            plan.add(Change(STEP, str(path), "no change", fields, detail))
+            return plan
         if not overwrite:
             raise BadInput(
                 str(path),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opslib import quickstart
+from opslib import params_file, quickstart
 from opslib.errors import BadInput, SpecError
 from opslib.quickstart import Answers
 from opslib.spec_loader import load_spec
@@ -60,12 +60,23 @@ def test_a_different_existing_file_is_kept_unless_asked(tmp_path):
     path = tmp_path / "a.yaml"
     write(path, Answers(name="fx-rates"))
     text = path.read_bytes()
+    other = Answers(name="fx-rates", description="something else", cron="*/30 * * * *")
     with pytest.raises(BadInput) as caught:
-        write(path, Answers(name="fx-rates", cron="*/30 * * * *"))
-    assert "schedule.cron" in caught.value.what and "overwrite" in caught.value.fix
+        write(path, other)
+    assert "job.description" in caught.value.what and "overwrite" in caught.value.fix
     assert path.read_bytes() == text
-    assert write(path, Answers(name="fx-rates", cron="*/30 * * * *"), overwrite=True) == "update"
+    assert write(path, other, overwrite=True) == "update"
     assert load_spec(path).schedule.cron == "*/30 * * * *"
+
+
+def test_a_schedule_chosen_in_the_picker_survives_running_the_notebook_again(tmp_path):
+    path = tmp_path / "a.yaml"
+    write(path, Answers(name="fx-rates"))
+    params_file.set_schedule(path, "0 8 * * 2-6", "Asia/Seoul")  # what the cron picker does
+    plan = quickstart.write_params(path, Answers(name="fx-rates"))
+    change = plan.changes[0]
+    assert change.action == "no change" and "cron picker" in change.detail
+    assert load_spec(path).schedule.cron == "0 8 * * 2-6"
 
 
 def test_a_hand_written_file_is_not_replaced(tmp_path):
