@@ -13,8 +13,6 @@ The cron picker and the quick start change files people also edit by hand, so:
 from __future__ import annotations
 
 import io
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,11 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from opslib import cron
-from opslib.errors import BadInput, SpecError
 from opslib.fsutil import atomic_write
 from opslib.gcp_rules import RuleBroken
 from opslib.plan import Change
 from opslib.spec import Spec
-from opslib.spec_loader import load_spec
+from opslib.spec_loader import load_spec, load_spec_text
 
 STEP = "parameters"
 DEFAULT_TIME_ZONE = "Etc/UTC"  # Schedule.time_zone's default when the key is absent
@@ -116,14 +113,4 @@ def dump(yaml: YAML, data: Any, crlf: bool = False) -> str:
 
 def check_text(text: str, path: str | Path) -> Spec:
     """Validate `text` as if it were the file `path`: the loader's errors, naming `path`."""
-    path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="opslib-check-") as tmp:
-        probe = Path(tmp) / (path.name or "params.yaml")
-        probe.write_text(text, encoding="utf-8")
-        try:
-            return load_spec(probe)
-        except SpecError as exc:
-            issues = [replace(issue, file=str(path)) for issue in exc.issues]
-            raise SpecError(str(path), issues) from None
-        except BadInput as exc:
-            raise BadInput(exc.where.replace(str(probe), str(path)), exc.what, exc.fix) from None
+    return load_spec_text(text, path)

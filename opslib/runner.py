@@ -223,19 +223,13 @@ def _write_summary(
     chosen: list[int],
     results: list[StepResult],
 ) -> None:
-    ran = {r.step for r in results}
     summary = {
         "params": str(session.params),
         "automation": session.spec.job.name,
         "target": session.spec.target,
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
-        "steps": [asdict(r) for r in results]
-        + [
-            {"step": s, "notebook": STEPS[s], "status": "not run", "seconds": 0.0, "output": ""}
-            for s in chosen
-            if s not in ran
-        ],
+        "steps": [asdict(r) for r in with_not_run(results, chosen)],
         "verify_passed": _verified(results) if 5 in chosen else None,
         "passed": all(r.status == "ok" for r in results) and len(results) == len(chosen),
     }
@@ -256,9 +250,15 @@ def verify_checks(results: list[StepResult]) -> pd.DataFrame | None:
     return None
 
 
+def with_not_run(results: list[StepResult], chosen: list[int]) -> list[StepResult]:
+    """The steps that ran, then the chosen ones a failure stopped before they started."""
+    ran = {r.step for r in results}
+    return results + [StepResult(s, STEPS[s], "not run", 0.0, "") for s in chosen if s not in ran]
+
+
 def summary_frame(results: list[StepResult], chosen: list[int] | None = None) -> pd.DataFrame:
     """step, status, seconds: the table the CLI prints at the end."""
-    rows = [(f"{r.step} {r.notebook}", r.status, r.seconds) for r in results]
-    ran = {r.step for r in results}
-    rows += [(f"{s} {STEPS[s]}", "not run", 0.0) for s in chosen or [] if s not in ran]
+    rows = [
+        (f"{r.step} {r.notebook}", r.status, r.seconds) for r in with_not_run(results, chosen or [])
+    ]
     return pd.DataFrame(rows, columns=["step", "status", "seconds"])

@@ -39,7 +39,14 @@ SECRET_KEYS: tuple[Path_, ...] = (
 def load_spec(path: str | Path) -> Spec:
     """The validated spec in `path`; SpecError lists every problem at once."""
     path = Path(path)
-    data, lines = _read_yaml(path)
+    data, lines = _parse_yaml(_read_text(path), path)
+    return _validate(data, path, lines)
+
+
+def load_spec_text(text: str, path: str | Path) -> Spec:
+    """The validated spec in `text`, reported as the file `path` (a file about to be written)."""
+    path = Path(path)
+    data, lines = _parse_yaml(text, path)
     return _validate(data, path, lines)
 
 
@@ -86,9 +93,8 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
+def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
     """Parse once: the node tree gives each key's line, and the data is built from it."""
-    text = _read_text(path)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
