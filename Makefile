@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PARAMS ?= parameters/example.yaml
+# The example automations that share batch-service; `make demo PARAMS=parameters/` runs all.
+PARAMS ?= parameters/example.yaml parameters/kr-prices.yaml
 
 .PHONY: demo test lint bench clean
 
@@ -13,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The example automation, all five step notebooks (papermill) against localcloud, on a copy of
-## service/ under runs/; ends with the verify table.
+## The example automations as a fleet on one service: all five step notebooks (papermill) against
+## localcloud, in a workspace copy of the project's service folders (runs/workspace), so the
+## repository stays clean; ends with the verify table and one row per automation.
 demo: $(STAMP)
-	$(BIN)/opslib run $(PARAMS)
+	$(BIN)/opslib run $(PARAMS) --workspace runs/workspace
 
 ## Lint, then every test.
 test: $(STAMP) lint

@@ -24,10 +24,27 @@ def _plan_table(frame: pd.DataFrame) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from opslib import deploy
+    """Ships the spec's service folder with what every automation of that service needs."""
+    from opslib import fleet, fleet_steps
+    from opslib.errors import BadInput
+    from opslib.session import open_session
 
-    spec = load_spec(args.params)
-    plan, status = deploy.deploy(spec, Path(args.service_dir), dry_run=args.dry_run)
+    folder = args.service_dir.resolve() if args.service_dir else None  # as typed: from the cwd
+    session = open_session(args.params, service_dir=folder)
+    specs = fleet.siblings(session)
+    if len(specs) > 1:
+        print(
+            f"service {session.spec.service}: {len(specs)} automations share it; "
+            f"their env, secrets and invokers are deployed together"
+        )
+    try:
+        plan, status = fleet_steps.deploy_specs(
+            specs, session.service_dir, prune=args.prune, dry_run=args.dry_run
+        )
+    except BadInput as exc:
+        if getattr(exc, "plan", None) is not None:
+            print(_plan_table(exc.plan.to_frame()))
+        raise
     print(_plan_table(plan.to_frame()))
     if not args.dry_run:
         print(f"\n{_table(status)}")
@@ -134,8 +151,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the step 3-5 commands on the main parser."""
     dep = sub.add_parser("deploy", help="step 3: build with Cloud Build, deploy to Cloud Run")
     dep.add_argument("params", type=Path)
-    dep.add_argument("--service-dir", type=Path, default=Path("service"))
+    dep.add_argument(
+        "--service-dir", type=Path, help="the folder to ship (default: the spec's service_dir)"
+    )
     dep.add_argument("--dry-run", action="store_true", help="show the plan only")
+    dep.add_argument(
+        "--prune",
+        nargs="?",
+        const="pause",
+        default="",
+        choices=["pause", "delete"],
+        help="deploy even when live Scheduler jobs call routes the source lacks: pause those "
+        "jobs (or --prune=delete them)",
+    )
     dep.set_defaults(func=cmd_deploy)
 
     sch = sub.add_parser("schedule", help="step 4: create or update the Cloud Scheduler job")
@@ -169,3 +197,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sec.add_argument("--env", default=".env", help="the .env file for import")
     sec.add_argument("--dry-run", action="store_true", help="show the plan only")
     sec.set_defaults(func=cmd_secrets)
+
+    from opslib import status
+
+    status.add_parser(sub)

@@ -24,6 +24,7 @@ import pandas as pd
 import pathspec
 from google.api_core import exceptions
 
+from opslib import preflight
 from opslib.clients import Clients, clients_for
 from opslib.errors import BadInput, OpslibError
 from opslib.gcp_rules import format_duration
@@ -49,8 +50,9 @@ class DeployPlan:
     image: str
     live: Any | None
     desired: dict[str, Any]
-    invoker_missing: bool
+    grant: list[str]  # invoker accounts to add (or public members to remove) on apply
     public_members: list[str] = field(default_factory=list)
+    checked: preflight.Preflight | None = None
 
 
 def pack(service_dir: Path) -> Source:
@@ -81,8 +83,8 @@ def service_name(spec: Spec) -> str:
     return f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
 
 
-def desired_template(spec: Spec, image: str) -> dict[str, Any]:
-    """The RevisionTemplate the spec asks for."""
+def desired_template(spec: Spec, image: str, routes: list[str] | None = None) -> dict[str, Any]:
+    """The RevisionTemplate the spec asks for; it records the routes its source serves."""
     d = spec.deploy
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(d.env.items())]
     for name, ref in sorted(spec.secrets.items()):
@@ -94,6 +96,7 @@ def desired_template(spec: Spec, image: str) -> dict[str, Any]:
             }
         )
     return {
+        "annotations": {preflight.ROUTES_ANNOTATION: ",".join(routes or [])},
         "containers": [
             {
                 "image": image,
@@ -173,8 +176,14 @@ def gcloud_deploy(spec: Spec, image: str) -> str:
     return shlex.join(args)
 
 
-def plan(spec: Spec, service_dir: Path, clients: Clients | None = None) -> DeployPlan:
-    """What step 3 would change; reads only."""
+def plan(
+    spec: Spec,
+    service_dir: Path,
+    clients: Clients | None = None,
+    invokers: list[str] | None = None,
+    prune: preflight.Prune = "",
+) -> DeployPlan:
+    """What step 3 would change, routes and the jobs calling them included; reads only."""
     clients = clients or clients_for(spec)
     if not (service_dir / "Dockerfile").is_file():
         raise BadInput(
@@ -216,31 +225,36 @@ def plan(spec: Spec, service_dir: Path, clients: Clients | None = None) -> Deplo
         )
     )  # type: ignore[arg-type]
     members, public = _members(clients, live)
-    invoker = f"serviceAccount:{spec.invoker_account}"
-    missing = invoker not in members
-    result.add(
-        Change(
-            "deploy",
-            f"invoker {spec.invoker_account}",
-            "create" if missing else "no change",
-            detail="roles/run.invoker on this service only"
-            + (f"; removes {public}" if public else ""),
-            gcloud=shlex.join(
-                [
-                    "gcloud",
-                    "run",
-                    "services",
-                    "add-iam-policy-binding",
-                    spec.service,
-                    f"--region={spec.region}",
-                    f"--member={invoker}",
-                    f"--role={INVOKER}",
-                ]
-            ),
-        )
-    )
-    return DeployPlan(
-        result, source, image, live, desired_template(spec, image), missing or bool(public), public
+    accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
+    missing = [a for a in accounts if a not in members]
+    for account in accounts:
+        result.add(_invoker_change(spec, account, account in missing, public))
+    checked = preflight.check(spec, service_dir, clients, live)
+    for change in checked.changes(spec, prune):
+        result.add(change)
+    template = desired_template(spec, image, checked.new_routes)
+    grant = missing or (accounts if public else [])
+    return DeployPlan(result, source, image, live, template, grant, public, checked)
+
+
+def _invoker_change(spec: Spec, member: str, missing: bool, public: list[str]) -> Change:
+    return Change(
+        "deploy",
+        f"invoker {member.split(':', 1)[1]}",
+        "create" if missing else "no change",
+        detail="roles/run.invoker on this service only" + (f"; removes {public}" if public else ""),
+        gcloud=shlex.join(
+            [
+                "gcloud",
+                "run",
+                "services",
+                "add-iam-policy-binding",
+                spec.service,
+                f"--region={spec.region}",
+                f"--member={member}",
+                f"--role={INVOKER}",
+            ]
+        ),
     )
 
 
@@ -274,20 +288,52 @@ def deploy(
     clients: Clients | None = None,
     dry_run: bool = False,
     progress: bool = True,
+    invokers: list[str] | None = None,
+    prune: preflight.Prune = "",
 ) -> tuple[Plan, pd.DataFrame]:
-    """Plan, then build, deploy, route traffic and grant the invoker; returns (plan, status)."""
+    """Plan, then build, deploy, route traffic and grant the invoker; returns (plan, status).
+
+    Refuses (BadInput, no mutating call) when an enabled Scheduler job calls a route the
+    source lacks, unless `prune` pauses or deletes those jobs.
+    """
     clients = clients or clients_for(spec)
-    dp = plan(spec, Path(service_dir), clients)
+    dp = checked_plan(spec, Path(service_dir), clients, invokers, prune, dry_run)
     if dry_run:
         return dp.plan, pd.DataFrame()
-    actions = {c.resource.split(" ")[0]: c.action for c in dp.plan.changes}
+    return dp.plan, apply(spec, clients, dp, progress, prune)
+
+
+def checked_plan(
+    spec: Spec,
+    service_dir: Path,
+    clients: Clients,
+    invokers: list[str] | None = None,
+    prune: preflight.Prune = "",
+    dry_run: bool = False,
+) -> DeployPlan:
+    """The plan, refused (BadInput) when it would drop a live job's route and may not prune."""
+    if prune not in preflight.PRUNE_MODES:
+        raise BadInput("--prune", f"{prune!r} is not pause or delete", "use --prune[=delete]")
+    dp = plan(spec, Path(service_dir), clients, invokers, prune)
+    if not prune and not dry_run:
+        assert dp.checked is not None
+        dp.checked.refuse(spec, Path(service_dir), dp.plan)
+    return dp
+
+
+def apply(
+    spec: Spec, clients: Clients, dp: DeployPlan, progress: bool, prune: preflight.Prune
+) -> pd.DataFrame:
+    """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant."""
     if dp.plan.changes[0].action != "no change":
         _build(spec, clients, dp, progress)
-    if actions["service"] != "no change":
+    if dp.checked is not None:
+        preflight.prune(spec, clients, dp.checked, prune)
+    if any(c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes):
         _roll_out(spec, clients, dp, progress)
-    if dp.invoker_missing:
-        _grant(spec, clients)
-    return dp.plan, status(spec, clients)
+    if dp.grant:
+        _grant(spec, clients, dp.grant)
+    return status(spec, clients)
 
 
 def _build(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
@@ -364,8 +410,8 @@ def _failure(spec: Spec, clients: Clients, exc: exceptions.GoogleAPICallError) -
     )
 
 
-def _grant(spec: Spec, clients: Clients) -> None:
-    """roles/run.invoker for the scheduler's account only; never allUsers."""
+def _grant(spec: Spec, clients: Clients, accounts: list[str]) -> None:
+    """roles/run.invoker for the scheduler's accounts only; never allUsers."""
     name = service_name(spec)
     policy = clients.run.get_iam_policy(request={"resource": name})
     for binding in policy.bindings:
@@ -373,9 +419,9 @@ def _grant(spec: Spec, clients: Clients) -> None:
             kept = [m for m in binding.members if m not in ("allUsers", "allAuthenticatedUsers")]
             del binding.members[:]
             binding.members.extend(kept)
-    invoker = f"serviceAccount:{spec.invoker_account}"
-    if not any(b.role == INVOKER and invoker in b.members for b in policy.bindings):
-        policy.bindings.add(role=INVOKER, members=[invoker])
+    for invoker in accounts:
+        if not any(b.role == INVOKER and invoker in b.members for b in policy.bindings):
+            policy.bindings.add(role=INVOKER, members=[invoker])
     clients.run.set_iam_policy(request={"resource": name, "policy": policy})
 
 

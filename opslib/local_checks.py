@@ -52,22 +52,31 @@ def unit_test(spec: Spec, service_dir: Path) -> str:
 
 
 def call_route(spec: Spec, service_dir: Path) -> str:
-    """Serve the copy on a real gunicorn (TEST_MODE) and call the new route as Scheduler will."""
+    """Serve the folder on a real gunicorn (TEST_MODE), call the route as Scheduler will."""
+    return call_routes([spec], service_dir)[0]
+
+
+def call_routes(specs: list[Spec], service_dir: Path) -> list[str]:
+    """One gunicorn for the folder, each job's route called once: every job of a service."""
     with localserve.serving(Path(service_dir), env={"TEST_MODE": "1"}) as base:
-        body = spec.schedule.body_bytes if spec.schedule.http_method in g.BODY_METHODS else None
-        request = Request(
-            f"{base}{spec.job.route}",
-            data=body,
-            method=spec.schedule.http_method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urlopen(request, timeout=60) as response:
-                answer = json.loads(response.read())
-        except HTTPError as exc:
-            raise OpslibError(
-                f"{spec.schedule.http_method} {spec.job.route}",
-                f"answered {exc.code}: {exc.read().decode(errors='replace')}",
-                "read the job's error above and fix the job",
-            ) from None
+        return [_call(base, spec) for spec in specs]
+
+
+def _call(base: str, spec: Spec) -> str:
+    body = spec.schedule.body_bytes if spec.schedule.http_method in g.BODY_METHODS else None
+    request = Request(
+        f"{base}{spec.job.route}",
+        data=body,
+        method=spec.schedule.http_method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    except HTTPError as exc:
+        raise OpslibError(
+            f"{spec.schedule.http_method} {spec.job.route}",
+            f"answered {exc.code}: {exc.read().decode(errors='replace')}",
+            "read the job's error above and fix the job",
+        ) from None
     return f"{spec.schedule.http_method} {spec.job.route} -> {answer['status']}: {answer['result']}"

@@ -1,11 +1,12 @@
 """`opslib run`: the five step notebooks, executed headlessly by papermill, one after another.
 
 The notebooks are the product (users read and run them in JupyterLab); the runner runs the very
-same files with the spec's parameters, so CI and `make demo` exercise what users see. Each
-executed notebook is kept under `runs/<name>/<UTC timestamp>/` with a `summary.json`; a failed
-step stops the run and its notebook shows the failing cell. The committed `service/` is never
-edited: the steps work on `runs/<name>/service`, copied once and reused, so a second run with the
-same spec plans no change.
+same files with the parameters files given, one or many: each notebook gets them all, so steps
+1-2 write every job into its service's folder, step 3 deploys each service once, steps 4-5
+schedule and verify each job. Each executed notebook is kept under `runs/<job>/<UTC time>/`
+(`runs/fleet/<UTC time>/` for several) with a `summary.json`; a failed step stops the run and
+its notebook shows the failing cell. The steps write the project's own service folders (what
+the user commits), or with `workspace` copies of them made once under that folder.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from opslib.errors import BadInput, OpslibError
-from opslib.session import Session, ensure_localcloud, open_session
+from opslib.fleet import Fleet, open_fleet
+from opslib.session import ensure_localcloud
 
 if TYPE_CHECKING:
     from opslib.notebook_kernel import WarmKernel
@@ -68,12 +70,14 @@ def parse_steps(text: str) -> list[int]:
     return sorted(chosen)
 
 
-def notebook_parameters(session: Session, step: int, out_dir: Path) -> dict[str, object]:
+def notebook_parameters(fleet: Fleet, step: int, out_dir: Path) -> dict[str, object]:
     """What the runner passes a step notebook (each declares these in its parameters cell)."""
+    files = [str(s.params) for s in fleet.sessions]
+    first = fleet.sessions[0]
     parameters: dict[str, object] = {
-        "params": str(session.params),
-        "target": session.spec.target,
-        "service_dir": str(session.service_dir),
+        "params": files[0] if len(files) == 1 else files,
+        "target": first.spec.target,
+        "workspace": str(first.workspace) if first.workspace else None,
         "progress": False,
     }
     if step == 5:
@@ -82,12 +86,12 @@ def notebook_parameters(session: Session, step: int, out_dir: Path) -> dict[str,
 
 
 def run(
-    params: Path,
+    params: Path | list[Path],
     *,
     steps: str = "1-5",
     target: str | None = None,
     runs: Path | None = None,
-    source: Path | None = None,
+    workspace: Path | None = None,
     fresh: bool = False,
     echo: Callable[[str], None] = print,
     results: list[StepResult] | None = None,
@@ -95,51 +99,51 @@ def run(
     """Run the chosen steps' notebooks; raises on the first failure (`results` keeps the rest)."""
     results = [] if results is None else results
     chosen = parse_steps(steps)
-    session = open_session(params, target)  # validates the spec before anything is written
+    # Every spec and the rules between them are checked before anything is written.
+    files = [params] if isinstance(params, str | Path) else params
+    fleet = open_fleet(files, target, None, workspace)
     _import_papermill()
     from opslib.notebook_kernel import WarmKernel
 
-    # The kernel starts (and imports opslib's step modules) while the copy is made and
-    # localcloud answers.
-    kernel = WarmKernel(session.root)
+    # The kernel starts (and imports opslib's step modules) while localcloud answers.
+    kernel = WarmKernel(fleet.sessions[0].root)
     try:
-        return _run(session, chosen, kernel, runs, source, fresh, echo, results)
+        return _run(fleet, chosen, kernel, runs, fresh, echo, results)
     finally:
         kernel.close()
 
 
 def _run(
-    session: Session,
+    fleet: Fleet,
     chosen: list[int],
     kernel: WarmKernel,
     runs: Path | None,
-    source: Path | None,
     fresh: bool,
     echo: Callable[[str], None],
     results: list[StepResult],
 ) -> list[StepResult]:
-    if runs is not None:
-        session.service_dir = (Path(runs) / session.spec.job.name / "service").resolve()
-    if source is not None and session.service_dir.exists() and not fresh:
-        echo(f"note: {session.service_dir} exists and is reused; --fresh copies {source} again")
-    session.ensure_service_copy(source=Path(source) if source else None, fresh=fresh)
-    if session.spec.target == "local" and any(step >= 3 for step in chosen):
+    first = fleet.sessions[0]
+    if first.workspace is not None:
+        echo(f"workspace:    {first.workspace} (copies of the project's service folders)")
+    folders = fleet.ensure_service_dirs(fresh=fresh)
+    if first.spec.target == "local" and any(step >= 3 for step in chosen):
         given = "OPSLIB_LOCALCLOUD_URL" in os.environ
-        url = ensure_localcloud(session.localcloud_state)
+        url = ensure_localcloud(first.localcloud_state)
         # The kernel started before localcloud answered: it is told the URL at each reset.
         kernel.environment["OPSLIB_LOCALCLOUD_URL"] = url
         echo(
             f"localcloud: {url}"
             if given
             else f"localcloud: {url} (it keeps running, so the job fires on its cron; "
-            f"stop it with: opslib localcloud stop --state {session.localcloud_state})"
+            f"stop it with: opslib localcloud stop --state {first.localcloud_state})"
         )
-    out_dir = _output_dir(session, runs)
-    echo(f"service copy: {session.service_dir}\nnotebooks:    {out_dir}")
+    out_dir = _output_dir(fleet, runs)
+    shown = "\n              ".join(str(f) for f in folders)
+    echo(f"service dirs: {shown}\nnotebooks:    {out_dir}")
     started = datetime.now(UTC)
     try:
         for step in chosen:
-            results.append(_execute(step, session, kernel, out_dir, echo))
+            results.append(_execute(step, fleet, kernel, out_dir, echo))
             if results[-1].status != "ok":
                 raise OpslibError(
                     f"step {step} ({STEPS[step]})",
@@ -147,14 +151,16 @@ def _run(
                     f"open {results[-1].output}",
                 )
     finally:
-        _write_summary(out_dir, session, started, chosen, results)
+        _write_summary(out_dir, fleet, started, chosen, results)
     return results
 
 
-def _output_dir(session: Session, runs: Path | None) -> Path:
-    base = Path(runs) if runs is not None else session.root / "runs"
+def _output_dir(fleet: Fleet, runs: Path | None) -> Path:
+    first = fleet.sessions[0]
+    base = Path(runs) if runs is not None else first.root / "runs"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    out = (base / session.spec.job.name / stamp).resolve()
+    name = first.spec.job.name if len(fleet.sessions) == 1 else "fleet"
+    out = (base / name / stamp).resolve()
     out.mkdir(parents=True, exist_ok=False)
     return out
 
@@ -174,7 +180,7 @@ def _import_papermill() -> None:
 
 def _execute(
     step: int,
-    session: Session,
+    fleet: Fleet,
     kernel: WarmKernel,
     out_dir: Path,
     echo: Callable[[str], None],
@@ -191,10 +197,10 @@ def _execute(
         papermill.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),
             str(output),
-            parameters=notebook_parameters(session, step, out_dir),
+            parameters=notebook_parameters(fleet, step, out_dir),
             kernel_name="python3",
             progress_bar=False,
-            cwd=str(session.root),
+            cwd=str(fleet.sessions[0].root),
             **kernel.engine_kwargs(),
         )
     except PapermillExecutionError as exc:
@@ -218,21 +224,25 @@ def _lines(exc: Exception, count: int = 8) -> str:
 
 def _write_summary(
     out_dir: Path,
-    session: Session,
+    fleet: Fleet,
     started: datetime,
     chosen: list[int],
     results: list[StepResult],
 ) -> None:
+    verdicts = _verdicts(results)
     summary = {
-        "params": str(session.params),
-        "automation": session.spec.job.name,
-        "target": session.spec.target,
+        "params": [str(s.params) for s in fleet.sessions],
+        "automations": [s.spec.job.name for s in fleet.sessions],
+        "target": fleet.sessions[0].spec.target,
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
         "steps": [asdict(r) for r in with_not_run(results, chosen)],
+        "jobs": jobs_rows(fleet, results, chosen),
         "verify_passed": _verified(results) if 5 in chosen else None,
         "passed": all(r.status == "ok" for r in results) and len(results) == len(chosen),
     }
+    if verdicts is not None:
+        summary["verify"] = {job: v["passed"] for job, v in verdicts.items()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -241,13 +251,49 @@ def _verified(results: list[StepResult]) -> bool:
     return any(r.step == 5 and r.status == "ok" for r in results)
 
 
-def verify_checks(results: list[StepResult]) -> pd.DataFrame | None:
-    """Step 5's checks table as notebook 05 saved it, when step 5 ran."""
+def _verdicts(results: list[StepResult]) -> dict[str, dict] | None:
+    """Each job's verdict as notebook 05 saved it, when step 5 ran far enough to save it."""
     for result in results:
         report = Path(result.output).parent / VERIFY_REPORT
         if result.step == 5 and report.exists():
-            return pd.DataFrame(json.loads(report.read_text())["checks"])
+            return json.loads(report.read_text())["jobs"]
     return None
+
+
+def jobs_frame(results: list[StepResult]) -> pd.DataFrame | None:
+    """The per-job table of the run's summary.json (one row per automation)."""
+    for result in results:
+        summary = Path(result.output).parent / "summary.json"
+        if result.output and summary.exists():
+            return pd.DataFrame(json.loads(summary.read_text())["jobs"])
+    return None
+
+
+def verify_checks(results: list[StepResult]) -> pd.DataFrame | None:
+    """Step 5's checks table (a `job` column first) as notebook 05 saved it."""
+    verdicts = _verdicts(results)
+    if verdicts is None:
+        return None
+    rows = [{"job": job, **check} for job, v in verdicts.items() for check in v["checks"]]
+    return pd.DataFrame(rows)
+
+
+def jobs_rows(fleet: Fleet, results: list[StepResult], chosen: list[int]) -> list[dict]:
+    """One row per automation: its service, how far the steps went, and its verify verdict."""
+    ran = [r for r in results if r.status == "ok"]
+    failed = next((r for r in results if r.status != "ok"), None)
+    verdicts = _verdicts(results) or {}
+    rows = []
+    for s in fleet.sessions:
+        job = s.spec.job.name
+        if job in verdicts:
+            verdict = "PASSED" if verdicts[job]["passed"] else "FAILED"
+        else:
+            verdict = "not run" if 5 in chosen else "-"
+        steps = ",".join(str(r.step) for r in ran) or "-"
+        state = f"ok {steps}" + (f", step {failed.step} failed" if failed else "")
+        rows.append({"job": job, "service": s.spec.service, "steps": state, "verify": verdict})
+    return rows
 
 
 def with_not_run(results: list[StepResult], chosen: list[int]) -> list[StepResult]:

@@ -1,4 +1,9 @@
-"""What every step notebook opens first: the spec, its target's clients and the service copy.
+"""What every step notebook opens first: the spec, its target's clients and the service folder.
+
+The service folder is the spec's `service_dir` in the project (default `service/`, the folder
+the user commits), shared by every automation naming that service; with a workspace it is the
+same path under the workspace, copied from the project once (what `make demo` uses, so the
+repository stays clean).
 
 A notebook runs with its own directory as the working directory (JupyterLab) or the project
 root (the runner), so every path here is resolved against the project root, found from the
@@ -43,15 +48,25 @@ class Session:
     root: Path
     service_dir: Path
     localcloud_state: Path = field(repr=False)
+    workspace: Path | None = None
 
-    def ensure_service_copy(self, source: Path | None = None, fresh: bool = False) -> Path:
-        """The working copy of service/ the steps edit, made once: service/ itself stays as is."""
-        source = source or self.root / "service"
-        if fresh and self.service_dir.exists():
-            shutil.rmtree(self.service_dir)
+    @property
+    def project_service_dir(self) -> Path:
+        """The service's folder in the user's project (what they commit)."""
+        return (self.root / self.spec.service_dir).resolve()
+
+    def ensure_service_dir(self, fresh: bool = False) -> Path:
+        """The service's folder the steps write: in the workspace, copied from the project once."""
+        if self.workspace is not None:
+            if fresh and self.service_dir.exists():
+                shutil.rmtree(self.service_dir)
+            if not self.service_dir.exists() and self.project_service_dir.exists():
+                self.service_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(self.project_service_dir, self.service_dir, ignore=COPY_IGNORE)
         if not self.service_dir.exists():
-            self.service_dir.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, self.service_dir, ignore=COPY_IGNORE)
+            from opslib.service_folder import new_service_folder
+
+            new_service_folder(self.root / "service", self.service_dir)
         return self.service_dir
 
     @cached_property
@@ -89,6 +104,7 @@ def open_session(
     params: str | os.PathLike[str] | None = None,
     target: str | None = None,
     service_dir: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
     **spec_keys: object,
 ) -> Session:
     """The spec from `params`, or from its keys given one by one; `target` overrides its own.
@@ -107,6 +123,8 @@ def open_session(
         )
     given = {k: v for k, v in spec_keys.items() if v is not None}
     if given:
+        if service_dir and not Path(service_dir).is_absolute():  # `-f` passes the spec's own
+            given["service_dir"] = str(service_dir)
         spec = spec_from_mapping({**given, **({"target": target} if target else {})})
         root = project_root(Path.cwd())
         if service_dir is None and not (root / "service" / "batch_endpoint.py").is_file():
@@ -124,9 +142,27 @@ def open_session(
         if target and target != spec.target:
             spec = spec.model_copy(update={"target": target})
         root = project_root(path)
-    work = Path(service_dir) if service_dir else root / "runs" / spec.job.name / "service"
+    return _session(spec, path, root, service_dir, workspace)
+
+
+def _session(
+    spec: Spec,
+    path: Path,
+    root: Path,
+    service_dir: str | os.PathLike[str] | None,
+    workspace: str | os.PathLike[str] | None,
+) -> Session:
+    """Where this automation's service folder is: given, in the workspace, or in the project."""
+    space = _under(root, workspace) if workspace else None
+    folder = _under(root, service_dir) if service_dir else (space or root) / spec.service_dir
     state = Path(os.environ.get("OPSLIB_LOCALCLOUD_STATE", root / ".localcloud"))
-    return Session(spec, path.resolve(), root, work.resolve(), state.resolve())
+    return Session(spec, path.resolve(), root, folder.resolve(), state.resolve(), space)
+
+
+def _under(root: Path, path: str | os.PathLike[str]) -> Path:
+    """A path as given when absolute, else relative to the project root (not the cwd)."""
+    path = Path(path).expanduser()
+    return path.resolve() if path.is_absolute() else (root / path).resolve()
 
 
 def _find(path: Path) -> Path:

@@ -13,6 +13,7 @@ import math
 import re
 import unicodedata
 from decimal import Decimal
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -375,6 +376,9 @@ class Spec(_Model):
     project: str
     region: str
     service: str
+    # The source folder of `service`, relative to the project root. Every automation naming
+    # the service shares it (steps 1-2 accumulate their jobs there; step 3 ships it whole).
+    service_dir: str = "service"
     job: Job
     schedule: Schedule
     deploy: Deploy = Field(default_factory=Deploy)
@@ -407,6 +411,23 @@ class Spec(_Model):
         if not g.SERVICE_ID.fullmatch(value):
             raise RuleBroken(g.SERVICE_ID_RULE, f"use a name like {_slug(value)[:49]}")
         return value
+
+    @field_validator("service_dir")
+    @classmethod
+    def _service_dir(cls, value: str) -> str:
+        parts = PurePosixPath(value).parts
+        if not value or value.startswith(("/", "~")) or ".." in parts or "\\" in value:
+            raise RuleBroken(
+                "service_dir is a folder inside the project, relative to its root "
+                "(no absolute path, no '..')",
+                "use e.g. service (the default) or services/report-service",
+            )
+        return PurePosixPath(value).as_posix()
+
+    @property
+    def service_key(self) -> tuple[str, str, str]:
+        """The Cloud Run service this automation runs on: one folder, one deploy."""
+        return (self.project, self.region, self.service)
 
     @property
     def invoker_account(self) -> str:

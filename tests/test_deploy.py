@@ -53,7 +53,10 @@ def test_deploy_then_rerun_changes_nothing(tmp_path, clients):
     spec = make_spec(lc.unique("dep"))
     folder = service_copy(tmp_path, spec)
     plan, frame = step3.deploy(spec, folder, clients, progress=False)
-    assert [c.action for c in plan.changes] == ["create", "create", "create"]
+    assert [c.action for c in plan.changes if c.step != "routes"] == ["create"] * 3
+    routes = {c.resource: c.action for c in plan.changes if c.step == "routes"}
+    new = {"route /", "route /health", f"route {spec.job.route}"}
+    assert routes == dict.fromkeys(new, "create")  # a new service: every route is added
     assert frame.iloc[0]["percent"] == 100 and frame.iloc[0]["ready"]
     assert frame.iloc[0]["revision"].startswith(f"{spec.service}-00001-")
     assert (
@@ -66,7 +69,7 @@ def test_deploy_then_rerun_changes_nothing(tmp_path, clients):
     assert members == {f"serviceAccount:{spec.invoker_account}"}
     before = mark()
     again, _ = step3.deploy(spec, folder, clients, progress=False)
-    assert [c.action for c in again.changes] == ["no change", "no change", "no change"]
+    assert {c.action for c in again.changes} == {"no change"}
     assert [c for c in calls_since(before) if c["method"] in MUTATING] == []
 
 
@@ -133,7 +136,8 @@ def test_pack_is_deterministic_and_honours_gcloudignore(tmp_path):
 def test_missing_service_reads_as_create(tmp_path, clients):
     spec = make_spec(lc.unique("dry"))
     plan, frame = step3.deploy(spec, service_copy(tmp_path, spec), clients, dry_run=True)
-    assert [c.action for c in plan.changes] == ["create", "create", "create"] and frame.empty
+    assert [c.action for c in plan.changes if c.step != "routes"] == ["create"] * 3
+    assert frame.empty
     with pytest.raises(exceptions.NotFound):
         clients.run.get_service(name=step3.service_name(spec))
 
@@ -154,10 +158,18 @@ def test_syntax_error_fails_the_build_and_changes_nothing_live(tmp_path, clients
     spec = make_spec(lc.unique("syn"))
     folder = service_copy(tmp_path, spec)
     _, good = step3.deploy(spec, folder, clients, progress=False)
-    endpoint = folder / "batch_endpoint.py"
-    endpoint.write_text(endpoint.read_text() + "\ndef oops(:\n")
+    module = folder / "scripts" / "batch" / f"{spec.job.module}.py"
+    module.write_text(module.read_text() + "\ndef oops(:\n")
     with pytest.raises(OpslibError) as info:
         step3.deploy(spec, folder, clients, progress=False)
     assert "compileall" in str(info.value) and "Dockerfile or requirements.txt" in info.value.fix
+    module.write_text(module.read_text().replace("\ndef oops(:\n", ""))
+    endpoint = folder / "batch_endpoint.py"  # the preflight reads its routes: stops before a build
+    endpoint.write_text(endpoint.read_text() + "\ndef oops(:\n")
+    before = mark()
+    with pytest.raises(BadInput) as bad:
+        step3.deploy(spec, folder, clients, progress=False)
+    assert "batch_endpoint.py:" in str(bad.value) and "not valid Python" in str(bad.value)
+    assert [c for c in calls_since(before) if c["method"] in MUTATING] == []
     after = step3.status(spec, clients)
     assert after.iloc[0]["revision"] == good.iloc[0]["revision"] and after.iloc[0]["percent"] == 100

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import ROOT, SERVICE, tool
 from opslib import runner
-from opslib.session import open_session
+from opslib.fleet import open_fleet
 
 NOTEBOOKS = ROOT / "notebooks"
 STEP_NOTEBOOKS = sorted(
@@ -58,8 +58,8 @@ def test_one_tagged_parameters_cell(notebook):
 
 @pytest.mark.parametrize("step", sorted(runner.STEPS))
 def test_every_key_the_runner_passes_is_declared(step, tmp_path):
-    session = open_session(ROOT / "parameters" / "example.yaml")
-    passed = set(runner.notebook_parameters(session, step, tmp_path))
+    fleet = open_fleet(ROOT / "parameters")
+    passed = set(runner.notebook_parameters(fleet, step, tmp_path))
     missing = passed - declared(NOTEBOOKS / f"{runner.STEPS[step]}.ipynb")
     assert not missing, f"{runner.STEPS[step]} does not declare {missing}"
 

@@ -1,7 +1,8 @@
 """`opslib run` (what `make demo` calls): the five step notebooks through papermill, on localcloud.
 
 Every run here executes the committed notebooks on a real kernel against the session's real
-localcloud, on a copy of service/ that the committed one never sees.
+localcloud, in a throwaway project (a copy of service/ and its own parameters/), so the steps
+write that project's service folder as they write a user's, and the committed one never changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import lc
 import nbformat
 import yaml
+from project import add_params, job_of, make_project
 
 from conftest import EXAMPLE, ROOT, SERVICE, tool
 
@@ -36,30 +38,27 @@ def env() -> dict[str, str]:
 
 
 def opslib_run(params: Path, runs: Path | None, *extra: str) -> subprocess.CompletedProcess:
+    """`opslib run` from the project `params` belongs to (the repository's for its own files)."""
     command = [tool("opslib"), "run", str(params), *extra]
     if runs is not None:
-        command += ["--runs", str(runs), "--source", str(SERVICE)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env())
+        command += ["--runs", str(runs)]
+    root = params.parent.parent if params.parent.name == "parameters" else ROOT
+    return subprocess.run(command, capture_output=True, text=True, cwd=root, env=env())
 
 
 def unique_params(tmp_path: Path, base: Path, stem: str) -> Path:
-    """`base` with its own service and job, so runs here never meet other tests' resources."""
-    data = yaml.safe_load(base.read_text())
-    data["service"] = lc.unique("svc")
-    data["job"]["name"] = lc.unique(stem)
-    data["region"] = lc.REGION
-    path = tmp_path / f"{stem}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def job_of(params: Path) -> str:
-    return yaml.safe_load(params.read_text())["job"]["name"]
+    """`base` in a new project of its own, with its own service and job names, so runs here
+    never meet other tests' resources."""
+    root = tmp_path / "project"
+    if not root.exists():
+        make_project(root)
+    names = {"service": lc.unique("svc"), "job": {"name": lc.unique(stem)}}
+    return add_params(root, stem, base, **names, region=lc.REGION, service_dir="service")
 
 
 def summary(runs: Path, job: str) -> tuple[Path, dict]:
     """The newest run's folder (runs/<job>/<UTC time>) and its summary.json."""
-    newest = sorted(p for p in (runs / job).iterdir() if p.name != "service")[-1]
+    newest = sorted((runs / job).iterdir())[-1]
     return newest, json.loads((newest / "summary.json").read_text())
 
 
@@ -102,7 +101,8 @@ def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
         assert book.metadata.papermill.exception is None
     assert "create" in actions(folder / "03_deploy.ipynb")  # built and deployed for real
     assert "create" in actions(folder / "04_schedule.ipynb")
-    assert json.loads((folder / "verify.json").read_text())["attempt"] == "OK"
+    verdicts = json.loads((folder / "verify.json").read_text())["jobs"]
+    assert verdicts[job_of(params)]["attempt"] == "OK" and verdicts[job_of(params)]["passed"]
 
     second = opslib_run(params, runs)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -111,7 +111,9 @@ def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
     for name in ("01_write_function", "02_patch_endpoint", "03_deploy", "04_schedule"):
         seen = actions(folder2 / f"{name}.ipynb")
         assert seen and set(seen) == {"no change"}, (name, seen)
-    assert tree_digest(SERVICE) == before, "service/ itself is never edited"
+    assert tree_digest(SERVICE) == before, "the repository's service/ is never edited"
+    module = params.parent.parent / "service" / "scripts" / "batch"
+    assert (module / f"{job_of(params).replace('-', '_')}.py").is_file(), "the project's folder"
 
 
 def test_a_non_default_spec_class_pattern_secret_and_min_instances_zero(tmp_path):
@@ -135,7 +137,7 @@ def test_a_non_default_spec_class_pattern_secret_and_min_instances_zero(tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     folder, data = summary(tmp_path / "runs", job_of(params))
     assert data["verify_passed"] is True
-    module = tmp_path / "runs" / job_of(params) / "service" / "scripts" / "batch"
+    module = params.parent.parent / "service" / "scripts" / "batch"
     assert "async def run" in next(module.glob("report_*.py")).read_text()
     shown = outputs(folder / "04_schedule.ipynb")
     assert "Asia/Tokyo" in shown
@@ -147,7 +149,7 @@ def test_a_failing_step_stops_the_run_and_its_notebook_shows_where(tmp_path):
     params = unique_params(tmp_path, EXAMPLE, "edit")
     runs = tmp_path / "runs"
     assert opslib_run(params, runs, "--steps", "1-2").returncode == 0
-    module = next((runs / job_of(params) / "service" / "scripts" / "batch").glob("edit_*.py"))
+    module = next((params.parent.parent / "service" / "scripts" / "batch").glob("edit_*.py"))
     module.write_text(
         module.read_text().replace(
             "    _log.info(", "    raise RuntimeError('boom in the job')\n    _log.info(", 1
@@ -187,15 +189,26 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_make_demo_leaves_the_work_tree_clean():
-    """`make demo`'s command with its defaults (runs/ in the project), all five steps."""
+def test_make_demo_runs_the_examples_as_a_fleet_and_leaves_the_work_tree_clean():
+    """`make demo`: the example automations on one service, in a workspace copy under runs/."""
     status = ["git", "status", "--porcelain", "--untracked-files=all"]
     if subprocess.run(["git", "rev-parse"], cwd=ROOT, capture_output=True).returncode != 0:
         return  # not a git checkout (e.g. an sdist): nothing to compare
     before = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
-    result = opslib_run(EXAMPLE, None)
+    python = f"BIN={Path(tool('opslib')).parent}"  # the interpreter running these tests
+    result = subprocess.run(
+        ["make", "-s", "demo", python, "STAMP="],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env(),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verify PASSED" in result.stdout
+    rows = re.findall(r"^\s*(\S+)\s+batch-service\s+ok 1,2,3,4,5\s+PASSED$", result.stdout, re.M)
+    assert sorted(rows) == ["fx-rates", "kr-prices"], result.stdout
+    workspace = ROOT / "runs" / "workspace" / "service" / "batch_endpoint.py"
+    assert "/run-fx-rates" in workspace.read_text() and "/run-kr-prices" in workspace.read_text()
     after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
     assert after == before
 
@@ -211,7 +224,7 @@ def test_target_gcp_goes_to_google_through_the_official_clients(tmp_path):
     }
     command = [tool("opslib"), "run", str(EXAMPLE), "--target", "gcp", "--steps", "3"]
     result = subprocess.run(
-        [*command, "--runs", str(tmp_path / "runs"), "--source", str(SERVICE)],
+        [*command, "--runs", str(tmp_path / "runs"), "--workspace", str(tmp_path / "ws")],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -156,6 +156,8 @@ class RunBackend:
             "service": service["name"],
             "createTime": rfc3339(self.cloud.clock.now()),
             "launchStage": "GA",
+            # A revision carries its template's labels and annotations, as Cloud Run's do.
+            **{k: template[k] for k in ("labels", "annotations") if template.get(k)},
             "containers": template["containers"],
             "timeout": template["timeout"],
             "scaling": template["scaling"],

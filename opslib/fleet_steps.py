@@ -1,0 +1,256 @@
+"""Steps 1-5 over a fleet: what the step notebooks call, for one automation or many.
+
+Steps 1-2 write every job into its service's shared folder; step 3 deploys each service once,
+with every job's env, secrets and invokers (and the preflight against live Scheduler jobs);
+steps 4-5 schedule and verify each job. Each function returns one table with a `job` (or
+`service`) column, so a notebook shows one automation and fifty the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from opslib import deploy as cloud_run
+from opslib import endpoint as endpoint_step
+from opslib import local_checks, scaffold
+from opslib import schedule as scheduler
+from opslib import verify as verify_step
+from opslib.errors import OpslibError
+from opslib.fleet import Fleet, invokers, service_spec
+from opslib.plan import Plan
+from opslib.preflight import Prune
+from opslib.session import Session
+from opslib.spec import Spec
+from opslib.verify import Verdict
+
+
+def _per_job(fleet: Fleet, frame_of: Callable[[Session], pd.DataFrame]) -> pd.DataFrame:
+    frames = [frame_of(s).assign(job=s.spec.job.name) for s in fleet.sessions]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame[["job", *[c for c in frame.columns if c != "job"]]] if len(frame) else frame
+
+
+def write_functions(fleet: Fleet) -> pd.DataFrame:
+    """Step 1 for each job; a module you edited is kept."""
+    fleet.ensure_service_dirs()
+    return _per_job(
+        fleet,
+        lambda s: scaffold.scaffold(s.spec, s.service_dir, keep_edited=True).to_frame(),
+    )
+
+
+def job_sources(fleet: Fleet) -> str:
+    """Each job's module, headed by its path: where the business logic goes."""
+    parts = []
+    for s in fleet.sessions:
+        path = scaffold.module_path(s.spec, s.service_dir)
+        parts.append(f"# ---- {path}\n{path.read_text()}")
+    return "\n".join(parts)
+
+
+def patch_endpoints(fleet: Fleet) -> pd.DataFrame:
+    """Step 2 for each job, into its service's shared endpoint file."""
+    fleet.ensure_service_dirs()
+    return _per_job(fleet, lambda s: endpoint_step.patch_endpoint(s.spec, s.service_dir).to_frame())
+
+
+def checklist(fleet: Fleet) -> pd.DataFrame:
+    """The endpoint checklist over every route of every service folder (raises on a finding)."""
+    return pd.concat(
+        [local_checks.checklist(folder) for folder in fleet.service_dirs], ignore_index=True
+    )
+
+
+def unit_tests(fleet: Fleet) -> pd.DataFrame:
+    """Each job's generated test, in its service folder."""
+    rows = [
+        {"job": s.spec.job.name, "result": local_checks.unit_test(s.spec, s.service_dir)}
+        for s in fleet.sessions
+    ]
+    return pd.DataFrame(rows, columns=["job", "result"])
+
+
+def call_routes(fleet: Fleet) -> pd.DataFrame:
+    """One local gunicorn per service folder, each job's route called as Scheduler will."""
+    rows = []
+    for folder, sessions in _by_folder(fleet).items():
+        answers = local_checks.call_routes([s.spec for s in sessions], folder)
+        pairs = zip(sessions, answers, strict=True)
+        rows += [{"job": s.spec.job.name, "answer": a} for s, a in pairs]
+    return pd.DataFrame(rows, columns=["job", "answer"])
+
+
+def _by_folder(fleet: Fleet) -> dict[Path, list[Session]]:
+    groups: dict[Path, list[Session]] = {}
+    for session in fleet.sessions:
+        groups.setdefault(session.service_dir, []).append(session)
+    return groups
+
+
+@dataclass
+class Deployed:
+    """Step 3 over the fleet: each service's plan and where its traffic goes now."""
+
+    plan: pd.DataFrame
+    status: pd.DataFrame
+
+
+def deploy_specs(
+    specs: Sequence[Spec],
+    service_dir: Path,
+    clients: object | None = None,
+    *,
+    progress: bool = True,
+    prune: Prune = "",
+    dry_run: bool = False,
+) -> tuple[Plan, pd.DataFrame]:
+    """One service, deployed once with what all of its automations need."""
+    return cloud_run.deploy(
+        service_spec(specs),
+        service_dir,
+        clients,  # type: ignore[arg-type]
+        dry_run=dry_run,
+        progress=progress,
+        invokers=invokers(specs),
+        prune=prune,
+    )
+
+
+def deploy(
+    fleet: Fleet, progress: bool = True, prune: Prune = "", dry_run: bool = False
+) -> Deployed:
+    """Step 3: every service planned and checked first, then each built and deployed once."""
+    planned = []
+    for sessions in fleet.services.values():
+        first, specs = sessions[0], [s.spec for s in sessions]
+        clients = fleet.clients(first)
+        spec = service_spec(specs)
+        dp = cloud_run.checked_plan(
+            spec, first.service_dir, clients, invokers(specs), prune, dry_run
+        )
+        planned.append((spec, clients, dp))
+    plans, statuses = [], []
+    for spec, clients, dp in planned:
+        plans.append(dp.plan.to_frame().assign(service=spec.service))
+        if not dry_run:
+            status = cloud_run.apply(spec, clients, dp, progress, prune)
+            statuses.append(status.assign(service=spec.service))
+    return Deployed(_service_first(plans), _service_first(statuses))
+
+
+def _service_first(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "service" not in frame.columns:
+        return frame
+    return frame[["service", *[c for c in frame.columns if c != "service"]]]
+
+
+def revisions(fleet: Fleet, limit: int = 3) -> pd.DataFrame:
+    """The newest revisions of each service, with their share of traffic."""
+    frames = [
+        cloud_run.revisions_frame(ss[0].spec, fleet.clients(ss[0]), limit).assign(
+            service=ss[0].spec.service
+        )
+        for ss in fleet.services.values()
+    ]
+    return _service_first(frames)
+
+
+def schedule(fleet: Fleet) -> pd.DataFrame:
+    """Step 4 for each job."""
+    return _per_job(fleet, lambda s: scheduler.schedule(s.spec, fleet.clients(s)).to_frame())
+
+
+def scheduler_jobs(fleet: Fleet) -> pd.DataFrame:
+    return _per_job(fleet, lambda s: scheduler.job_frame(s.spec, fleet.clients(s)))
+
+
+def next_runs(fleet: Fleet, count: int = 3) -> pd.DataFrame:
+    return _per_job(fleet, lambda s: scheduler.next_runs_frame(s.spec, count))
+
+
+@dataclass
+class FleetVerdict:
+    """Step 5 over the fleet: one verdict per job, passed only when every job passed."""
+
+    verdicts: dict[str, Verdict]
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts.values())
+
+    @property
+    def checks(self) -> pd.DataFrame:
+        return _frames({j: v.checks for j, v in self.verdicts.items()})
+
+    @property
+    def logs(self) -> pd.DataFrame:
+        return _frames({j: v.logs for j, v in self.verdicts.items()})
+
+    def summary(self) -> pd.DataFrame:
+        """One row per job: its verdict and the scheduler attempt's status."""
+        rows = [
+            {"job": j, "verify": "PASSED" if v.passed else "FAILED", "attempt": v.attempt}
+            for j, v in self.verdicts.items()
+        ]
+        return pd.DataFrame(rows, columns=["job", "verify", "attempt"])
+
+
+def _frames(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    parts = [f.assign(job=j) if "job" not in f.columns else f for j, f in frames.items() if len(f)]
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[["job", *[c for c in frame.columns if c != "job"]]]
+
+
+def verify(fleet: Fleet, progress: bool = True) -> FleetVerdict:
+    """Step 5: run each job now and judge its run (every job, even after one fails)."""
+    return FleetVerdict(
+        {
+            s.spec.job.name: verify_step.verify(s.spec, fleet.clients(s), progress=progress)
+            for s in fleet.sessions
+        }
+    )
+
+
+def save(result: FleetVerdict, path: str | Path | None) -> None:
+    """Keep each job's verdict and checks where the runner reads them (no-op without a path)."""
+    if path is None:
+        return
+    data = {
+        "passed": result.passed,
+        "jobs": {
+            job: {
+                "passed": v.passed,
+                "attempt": v.attempt,
+                "checks": v.checks.to_dict(orient="records"),
+                "log_lines": len(v.logs),
+            }
+            for job, v in result.verdicts.items()
+        },
+    }
+    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def require_passed(result: FleetVerdict) -> None:
+    """Raise unless every job passed, naming each failed one with its cause."""
+    from opslib import verify_report
+
+    failures = []
+    for job, verdict in result.verdicts.items():
+        try:
+            verify_report.require_passed(verdict)
+        except OpslibError as exc:
+            failures.append(f"[{job}] {exc.what}")
+    if failures:
+        raise OpslibError(
+            "verify",
+            f"{len(failures)} of {len(result.verdicts)} job(s) failed:\n" + "\n".join(failures),
+            "follow the fix in each failed check; `opslib doctor PARAMS.yaml` diagnoses it",
+        )
