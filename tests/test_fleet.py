@@ -16,6 +16,7 @@ from pathlib import Path
 import lc
 import papermill
 import pytest
+from google.api_core import exceptions
 from google.cloud import scheduler_v1
 from project import add_params, job_of, make_project
 
@@ -250,3 +251,74 @@ def test_service_dir_must_stay_inside_the_project(tmp_path):
     )
     assert result.returncode == 2 and "service_dir" in result.stderr
     assert "relative to its root" in result.stderr
+
+
+def test_destroy_one_of_two_jobs_keeps_the_other_and_a_second_destroy_does_nothing(
+    tmp_path, monkeypatch
+):
+    url = lc.server().url
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", url)
+    root = make_project(tmp_path / "project")
+    kept, gone = two_jobs(root, lc.unique("svc"))
+    result = opslib(root, url, "run", "parameters/")
+    assert result.returncode == 0, result.stdout + result.stderr
+    endpoint = root / "service" / "batch_endpoint.py"
+    module = root / "service" / "scripts" / "batch" / f"{job_of(gone).replace('-', '_')}.py"
+    assert module.is_file() and f"/run-{job_of(gone)}" in endpoint.read_text()
+
+    preview = opslib(root, url, "destroy", f"parameters/{gone.name}", "--dry-run")
+    assert preview.returncode == 0 and "redeployed without" in preview.stdout, preview.stdout
+    assert module.is_file(), "a dry run changes nothing"
+
+    destroyed = opslib(root, url, "destroy", f"parameters/{gone.name}")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert not module.exists() and f"/run-{job_of(gone)}" not in endpoint.read_text()
+    assert f"/run-{job_of(kept)}" in endpoint.read_text()
+    spec = open_fleet(kept).sessions[0].spec
+    clients = open_fleet(kept).clients(open_fleet(kept).sessions[0])
+    with pytest.raises(exceptions.NotFound):
+        clients.scheduler.get_job(
+            name=f"projects/{spec.project}/locations/{spec.region}/jobs/{job_of(gone)}"
+        )
+    service = clients.run.get_service(
+        name=f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
+    )
+    assert service.template.annotations["opslib/routes"].split(",") == [
+        "/",
+        "/health",
+        f"/run-{job_of(kept)}",
+    ], "the serving revision no longer has the route"
+    verified = opslib(root, url, "verify", f"parameters/{kept.name}", "--quiet")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    before = mark()
+    again = opslib(root, url, "destroy", f"parameters/{gone.name}")
+    assert again.returncode == 0 and "nothing to destroy" in again.stdout, again.stdout
+    assert mutations(before) == []
+
+
+def test_destroy_the_last_job_deletes_the_service_only_when_asked(tmp_path, monkeypatch):
+    url = lc.server().url
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", url)
+    root = make_project(tmp_path / "project")
+    only = add_params(root, "only", service=lc.unique("svc"), job={"name": lc.unique("solo")})
+    fleet = open_fleet(only)
+    fleet_steps.write_functions(fleet)
+    fleet_steps.patch_endpoints(fleet)
+    fleet_steps.deploy(fleet, progress=False)
+    fleet_steps.schedule(fleet)
+    kept = opslib(root, url, "destroy", "parameters/only.yaml")
+    assert kept.returncode == 0 and "--service deletes it" in kept.stdout, kept.stdout
+    spec = fleet.sessions[0].spec
+    name = f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
+    clients = fleet.clients(fleet.sessions[0])
+    assert clients.run.get_service(name=name).name == name
+    deleted = opslib(root, url, "destroy", "parameters/only.yaml", "--service")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert "gcloud run services delete" in deleted.stdout
+    with pytest.raises(exceptions.NotFound):
+        clients.run.get_service(name=name)
+    assert (
+        "nothing to destroy"
+        in opslib(root, url, "destroy", "parameters/only.yaml", "--service").stdout
+    )
