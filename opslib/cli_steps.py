@@ -102,7 +102,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.params)
     since = parse_freshness(args.since)
-    findings = doctor.diagnose(spec, since=since, service_dir=args.service_dir)
+    findings = doctor.diagnose(
+        spec, since=since, service_dir=args.service_dir, params=Path(args.params)
+    )
     print(doctor.render(findings))
     if args.queries:
         print(f"\nlog queries:\n{_table(doctor.queries(spec, args.since)[['purpose', 'gcloud']])}")

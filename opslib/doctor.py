@@ -2,11 +2,13 @@
 
 The seed's troubleshooting list (504 Gateway Timeout, cold-start failures, 429 rate limits, the
 log queries) leaves users to guess which applies. `diagnose` reads the live service, its
-revision and IAM policy, the Scheduler job and one window of logs (Scheduler attempts, Cloud
-Run request logs, the app's structured lines) and runs every check on them. The answer is a
-DataFrame, worst first: severity, the check, what is wrong, the evidence (log lines, timings,
-config values) and the fix (the spec key to change and to what, or the code pattern to use).
-Checks that found nothing wrong stay in the table as `ok` rows saying what they looked at.
+revisions (and the routes each serves) and IAM policy, the Scheduler job and one window of logs
+(Scheduler attempts, Cloud Run request logs, the app's structured lines) and runs every check on
+them. The answer is a DataFrame, worst first: severity, the check, what is wrong, the evidence
+(log lines, timings, config values) and the fix (the spec key to change and to what, or the
+code pattern to use, or the command to run).
+Checks that found nothing wrong stay in the table as `ok` rows saying what they looked at. A
+symptom (the job's attempts fail) points at its cause's finding, never at itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from opslib.doctor_checks import (
     check_service,
 )
 from opslib.doctor_facts import LOG_LIMIT, Facts, gather
+from opslib.doctor_routes import check_routes
 from opslib.doctor_timing import check_chain, check_cold_start, check_deadline
 from opslib.spec import Spec
 
@@ -37,6 +40,7 @@ COLUMNS = ("severity", "check", "finding", "evidence", "fix")
 CHECKS: tuple[Callable[[Facts], list[Finding]], ...] = (
     check_service,
     check_revision,
+    check_routes,
     check_job,
     check_auth,
     check_deadline,
@@ -66,22 +70,45 @@ def _coverage(facts: Facts) -> list[Finding]:
     ]
 
 
+def _named(rows: list[Finding]) -> list[Finding]:
+    """A fix that only points elsewhere ("see [route] ...") also quotes what that finding says."""
+    first: dict[str, str] = {}
+    for row in rows:
+        if row.severity != "ok":
+            first.setdefault(row.check, row.finding)
+    named = []
+    for row in rows:
+        fix = row.fix
+        if fix.startswith("see ["):
+            for check, finding in first.items():
+                if check != row.check:
+                    fix = fix.replace(f"[{check}]", f"[{check}] ({finding})", 1)
+        named.append(row._replace(fix=fix))
+    return named
+
+
 def diagnose(
     spec: Spec,
     clients: Clients | None = None,
     since: timedelta = timedelta(hours=24),
     service_dir: str | Path | None = None,
+    params: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Every check's findings for the spec's automation, errors first; `ok` rows for the rest."""
+    """Every check's findings for the spec's automation, errors first; `ok` rows for the rest.
+
+    `params` (the spec's file) lets a fix name the files of every job on the service; without
+    it the doctor looks for the spec's job in the project's parameters/ folder.
+    """
     clients = clients or clients_for(spec)
-    facts = gather(spec, clients, since, Path(service_dir) if service_dir else None)
+    folder = Path(service_dir) if service_dir else None
+    facts = gather(spec, clients, since, folder, Path(params) if params else None)
     rows = [finding for check in CHECKS for finding in check(facts)]
     rows += [
         Finding(what, "warning", f"could not read the {what}", text, "check your access to it")
         for what, text in facts.errors.items()
-        if what in ("logs", "iam", "revision")
+        if what in ("logs", "iam", "revision", "revisions")
     ]
-    rows += _coverage(facts)
+    rows = _named(rows + _coverage(facts))
     frame = pd.DataFrame([r._asdict() for r in rows], columns=list(Finding._fields))
     frame["severity"] = pd.Categorical(frame["severity"], categories=SEVERITIES, ordered=True)
     frame = frame.sort_values("severity", kind="stable").reset_index(drop=True)

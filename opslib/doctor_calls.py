@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from opslib.doctor_checks import STEP_DEPLOY, Finding, ok, when
+from opslib.doctor_checks import STEP_DEPLOY, Finding, ok, see, when
 from opslib.doctor_facts import Facts
 
 POLICY_LOGGER = "scripts.common.http"
@@ -158,7 +158,7 @@ def check_job_errors(facts: Facts) -> list[Finding]:
         rate = any(RATE_LIMITED.search(m) for m in messages.index)
         newest_failed = runs.iloc[-1]["status"] == "error"
         fix = (
-            "see rate limit (429)"
+            see("rate limit (429)")
             if rate
             else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
             f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
@@ -202,6 +202,6 @@ def _first_line(message: object) -> str:
 
 
 def _module(facts: Facts) -> str:
-    """The job module the steps generated: in the service folder read, else the run's copy."""
-    folder = facts.service_dir or Path("runs") / facts.spec.job.name / "service"
+    """The job module the steps generated: in the service folder read, else the spec's own."""
+    folder = facts.service_dir or Path(facts.spec.service_dir)
     return str(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py")

@@ -3,7 +3,9 @@
 Each check reads `Facts` and returns its findings, or one `ok` row saying what it checked.
 A finding names the spec key to change and to what, or the code pattern to use, and the step
 that applies it. Timing checks (deadlines, cold starts) live in `doctor_timing`; calls to
-external APIs (429s) in `doctor_calls`.
+external APIs (429s) in `doctor_calls`; the route the job calls against the serving revision in
+`doctor_routes`. A fix that sends the reader to another finding names it with `see`, never its
+own check.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import pandas as pd
+from google.rpc import code_pb2
 
 from opslib import gcp_rules as g
 from opslib.doctor_facts import Facts
@@ -25,11 +28,10 @@ EXPLAINED_BY = {
     "INTERNAL": "job errors",
     "UNKNOWN": "job errors",
     "UNAVAILABLE": "revision",
-    "NOT_FOUND": "scheduler job",
+    "NOT_FOUND": "route",  # the path is not served (doctor_routes), or no service at all
 }
-# The runner's commands: they act on the working copy (runs/<job>/service) the steps edited,
-# where `opslib deploy PARAMS` alone would build the committed service/ without the job.
-STEP_DEPLOY = "run step 3 again (opslib run PARAMS --steps 3-5, or notebooks/03_deploy)"
+# Step 3 ships the spec's service folder with every automation of the service (siblings).
+STEP_DEPLOY = "run step 3 again (opslib deploy PARAMS, or notebooks/03_deploy)"
 STEP_SCHEDULE = "run step 4 again (opslib run PARAMS --steps 4-5, or notebooks/04_schedule)"
 
 
@@ -45,6 +47,18 @@ class Finding(NamedTuple):
 
 def ok(check: str, finding: str, evidence: str = "") -> Finding:
     return Finding(check, "ok", finding, evidence, "")
+
+
+def see(*checks: str) -> str:
+    """A fix that points at other findings, by the [check] label `render` shows them with."""
+    return "see " + " and ".join(f"[{c}]" for c in checks)
+
+
+def cause_of(facts: Facts, code: str) -> str:
+    """The check that explains an attempt that ended with rpc `code`."""
+    if code == "NOT_FOUND" and facts.service is None:
+        return "service"
+    return EXPLAINED_BY.get(code, "job errors")
 
 
 def when(stamp: object) -> str:
@@ -290,14 +304,15 @@ def _failing(facts: Facts) -> list[Finding]:
     if attempts.empty:
         if not code:
             return []
-        text = f"the last attempt failed with rpc code {code}: {facts.job.status.message}"
+        name = _rpc_name(code)
+        text = f"the last attempt failed with rpc code {name}: {facts.job.status.message}"
         return [
             Finding(
                 "scheduler job",
                 "error",
                 "the job's last attempt failed",
                 text,
-                "see the other findings",
+                f"{see(cause_of(facts, name))} for the cause and the change to make",
             )
         ]
     failed = (attempts["code"] != "OK").to_numpy()
@@ -307,7 +322,7 @@ def _failing(facts: Facts) -> list[Finding]:
     tail = attempts.tail(streak)
     codes = tail["code"].value_counts()
     last = tail.iloc[-1]
-    causes = sorted({EXPLAINED_BY.get(c, "job errors") for c in codes.index})
+    causes = sorted({cause_of(facts, c) for c in codes.index})
     return [
         Finding(
             "scheduler job",
@@ -315,9 +330,17 @@ def _failing(facts: Facts) -> list[Finding]:
             f"the last {streak} attempt(s) failed",
             ", ".join(f"{c} x{n}" for c, n in codes.items())
             + f"; last at {when(last['end'])}: {last['detail'] or last['code']}",
-            "see the finding(s) of " + ", ".join(causes) + " for the cause and the change to make",
+            f"{see(*causes)} for the cause and the change to make",
         )
     ]
+
+
+def _rpc_name(code: int) -> str:
+    """NOT_FOUND for 5: the job's status holds the number, the checks speak names."""
+    try:
+        return code_pb2.Code.Name(code)
+    except ValueError:
+        return str(code)
 
 
 def check_auth(facts: Facts) -> list[Finding]:
@@ -362,7 +385,7 @@ def _token(facts: Facts) -> list[Finding]:
     accepted |= {u.rstrip("/") + "/" for u in accepted if u}
     if audience in accepted:
         return []
-    seen = _codes(facts, ("UNAUTHENTICATED",), (401,))
+    seen = seen_codes(facts, ("UNAUTHENTICATED",), (401,))
     return [
         Finding(
             "auth",
@@ -384,7 +407,7 @@ def _invoker(facts: Facts) -> list[Finding]:
         return []
     if service.invoker_iam_disabled or members & {"allUsers", f"serviceAccount:{email}"}:
         return []
-    seen = _codes(facts, ("PERMISSION_DENIED",), (403,))
+    seen = seen_codes(facts, ("PERMISSION_DENIED",), (403,))
     recent_ok = len(facts.attempts) and facts.attempts.iloc[-1]["code"] == "OK"
     severity = "error" if seen and not recent_ok else "info" if recent_ok else "warning"
     where = "" if seen else " (a project-level grant would not show here)"
@@ -404,7 +427,7 @@ def _invoker(facts: Facts) -> list[Finding]:
     ]
 
 
-def _codes(facts: Facts, rpc: tuple[str, ...], http: tuple[int, ...]) -> str:
+def seen_codes(facts: Facts, rpc: tuple[str, ...], http: tuple[int, ...]) -> str:
     """'N attempt(s) ended CODE (last T); M request(s) got HTTP' for the window, or ''."""
     parts = []
     attempts = facts.attempts
@@ -426,7 +449,7 @@ def _refused(facts: Facts, config: list[Finding]) -> list[Finding]:
     """401/403 in the logs that the live configuration no longer explains (fixed since?)."""
     if config:
         return []
-    seen = _codes(facts, AUTH_CODES, (401, 403))
+    seen = seen_codes(facts, AUTH_CODES, (401, 403))
     if not seen:
         return []
     severity = recency(facts, AUTH_CODES)

@@ -1,9 +1,10 @@
-"""What the doctor reads, once: the live service, its failed revision, IAM, the job and the logs.
+"""What the doctor reads, once: the live service, its revisions, IAM, the job and the logs.
 
 Every check works from these facts, so one diagnosis costs a handful of API calls: a get of the
-service, the job and the IAM policy, and one `entries:list` query (newest first, up to
-LOG_LIMIT entries) covering both the service's logs and the job's Scheduler attempts. A call
-that fails is recorded, not raised, so one unreadable resource does not hide the other checks.
+service, the job and the IAM policy, a list of the service's revisions (each records the routes
+it serves), and one `entries:list` query (newest first, up to LOG_LIMIT entries) covering both
+the service's logs and the job's Scheduler attempts. A call that fails is recorded, not raised,
+so one unreadable resource does not hide the other checks.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Facts:
     errors: dict[str, str] = field(default_factory=dict)
     job_source: str | None = None
     service_dir: Path | None = None
+    revisions: list[Any] | None = None  # the service's revisions, newest first
+    params: Path | None = None  # the parameters file, when the caller knows it
 
     @property
     def deadline(self) -> float:
@@ -188,16 +191,21 @@ class Facts:
 
 
 def gather(
-    spec: Spec, clients: Clients, since: timedelta, service_dir: Path | None = None
+    spec: Spec,
+    clients: Clients,
+    since: timedelta,
+    service_dir: Path | None = None,
+    params: Path | None = None,
 ) -> Facts:
     """Read everything the checks need; failures to read are kept in `errors`."""
     now = datetime.now(UTC)
-    facts = Facts(spec, now - since, now)
+    facts = Facts(spec, now - since, now, params=params)
     base = f"projects/{spec.project}/locations/{spec.region}"
     name = f"{base}/services/{spec.service}"
     facts.service = _get(facts, "service", lambda: clients.run.get_service(name=name))
     if facts.service is not None:
         facts.failed_revision = _failed_revision(facts, clients)
+        facts.revisions = _get(facts, "revisions", lambda: _revisions(clients, name))
         policy = _get(facts, "iam", lambda: clients.run.get_iam_policy(request={"resource": name}))
         if policy is not None:
             facts.invokers = {
@@ -245,6 +253,12 @@ def _failed_revision(facts: Facts, clients: Clients) -> Any | None:
         return None
     failed = [c for c in revision.conditions if c.state.name == "CONDITION_FAILED"]
     return revision if failed else None
+
+
+def _revisions(clients: Clients, service: str) -> list[Any]:
+    """Every revision of the service, newest first: which routes each one shipped."""
+    found = clients.revisions.list_revisions(parent=service)
+    return sorted(found, key=lambda r: r.create_time, reverse=True)
 
 
 def log_filter(spec: Spec, since: datetime) -> str:

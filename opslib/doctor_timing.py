@@ -14,7 +14,7 @@ import pandas as pd
 
 from opslib import gcp_rules as g
 from opslib import pricing
-from opslib.doctor_checks import Finding, change, ok, recency, secs, when
+from opslib.doctor_checks import Finding, change, ok, recency, secs, see, when
 from opslib.doctor_facts import SYSTEM_LOG, Facts
 
 HEADROOM = 1.5  # a deadline this many times the longest run absorbs normal variance
@@ -119,7 +119,7 @@ def _deadline_fix(facts: Facts, observed: float, cut_by_run: bool, cold: str) ->
     if not observed:
         text += " (the runs' real length is unknown: opslib logs PARAMS shows when they end)"
     if cold:
-        text = f"set deploy.min_instances: 1 (see cold start), or {text}"
+        text = f"set deploy.min_instances: 1 ({see('cold start')}), or {text}"
     return text
 
 
@@ -132,7 +132,7 @@ def _cold_share(facts: Facts, timed_out: pd.DataFrame) -> str:
     hits = sum(_overlaps(cold, row.start, row.end) for row in timed_out.itertuples())
     if not hits:
         return ""
-    return f"{hits} of those attempt(s) hit a cold start (see cold start)"
+    return f"{hits} of those attempt(s) hit a cold start ({see('cold start')})"
 
 
 def _overlaps(requests: pd.DataFrame, start: object, end: object) -> bool:

@@ -166,6 +166,8 @@ def check(spec: Spec, service_dir: Path, clients: Clients, live: Any | None) -> 
 
 def prune(spec: Spec, clients: Clients, preflight: Preflight, mode: Prune) -> None:
     """Pause or delete the enabled jobs whose route the new source drops (after the build)."""
+    if not mode:
+        return
     for caller in preflight.missing:
         if mode == "delete":
             clients.scheduler.delete_job(name=caller.name)

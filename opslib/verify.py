@@ -39,7 +39,10 @@ HINTS = {
     "service (403) — re-run step 3, which grants it",
     "DEADLINE_EXCEEDED": "504/deadline: the job outlived the attempt deadline; raise "
     "schedule.attempt_deadline (and deploy.timeout) or split the job",
-    "NOT_FOUND": "the route does not exist on the deployed revision (404): re-run steps 2-3",
+    "NOT_FOUND": "the job's route is missing on the serving revision (404): the service was "
+    "deployed from a folder without it. Redeploy every job of the service from its folder at "
+    "once (opslib run with each parameters file of the service --steps 1-3); the doctor's "
+    "[route] finding names the exact command",
 }
 
 
@@ -81,7 +84,21 @@ def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) ->
     verdict = _judge(spec, code, job.status.message, frame)
     if not verdict.passed:
         verdict.findings = diagnose_failure(spec, clients)
+        _name_cause(verdict)
     return verdict
+
+
+def _name_cause(verdict: Verdict) -> None:
+    """A 404's check quotes the doctor's route finding: what is missing, and the command."""
+    findings = verdict.findings
+    if verdict.attempt != "NOT_FOUND" or findings.empty:
+        return
+    route = findings[(findings["check"] == "route") & (findings["severity"] != "ok")]
+    if route.empty:
+        return
+    row = route.iloc[0]
+    attempt = verdict.checks["check"] == "scheduler attempt"
+    verdict.checks.loc[attempt, "value"] = f"NOT_FOUND: {row['finding']}; fix: {row['fix']}"
 
 
 def diagnose_failure(spec: Spec, clients: Clients) -> pd.DataFrame:

@@ -4,13 +4,15 @@ Every scenario deploys a real service (scaffolded job, real gunicorn), schedules
 makes it fail the way users' jobs fail: a job that sleeps past the deadline, a service whose
 timeout was lowered by hand, a slow cold start with min instances 0, a job calling a local
 server that answers 429 (with and without the retry policy), a wrong audience, a missing
-invoker role, a revision that cannot start. The scenarios run concurrently (their waits are
+invoker role, a revision that cannot start, a job whose route a deploy of its shared service
+dropped. The scenarios run concurrently (their waits are
 real sleeps) in one module-scoped fixture; each test diagnoses one of them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -31,7 +33,7 @@ import yaml
 
 from conftest import EXAMPLE, ROOT, SERVICE, merge, tool
 from opslib import deploy as step3
-from opslib import doctor, pricing, secrets
+from opslib import doctor, fleet_steps, preflight, pricing, secrets
 from opslib import schedule as step4
 from opslib import verify as step5
 from opslib.cli import main
@@ -39,9 +41,11 @@ from opslib.clients import Clients
 from opslib.doctor_timing import needed
 from opslib.endpoint import patch_endpoint
 from opslib.errors import OpslibError
+from opslib.fleet import Fleet, open_fleet
 from opslib.logs import read_logs
 from opslib.scaffold import scaffold
 from opslib.spec import Spec
+from opslib.spec_loader import load_spec
 
 STARTED = datetime.now(UTC) - timedelta(minutes=5)
 # Held from scaling to zero until the cold runs are over, so one scenario's scale-to-zero
@@ -281,6 +285,85 @@ def broken_revision(tmp: Path) -> Scenario:
     return s
 
 
+def fleet_project(tmp: Path) -> tuple[Path, list[Path]]:
+    """A project (its own service/, parameters/) with jobs A and B on one new service."""
+    project = tmp / "project"
+    shutil.copytree(SERVICE, project / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "parameters").mkdir()
+    service, files = lc.unique("doc-route"), []
+    for _ in range(2):
+        data = yaml.safe_load(EXAMPLE.read_text())
+        data["service"], data["job"]["name"] = service, lc.unique("job")
+        path = project / "parameters" / f"{data['job']['name']}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        files.append(path)
+    return project, files
+
+
+def on_localcloud(files: list[Path]) -> Fleet:
+    """The automations in `files`, talking to the tests' localcloud."""
+    fleet = open_fleet(files, target="local")
+    clients = new_clients()
+    for session in fleet.sessions:
+        session.__dict__["clients"] = clients
+    return fleet
+
+
+def steps_1_to_3(files: list[Path]) -> None:
+    """What `opslib run FILES --steps 1-3` does: every job into its folder, one deploy."""
+    fleet = on_localcloud(files)
+    fleet_steps.write_functions(fleet)
+    fleet_steps.patch_endpoints(fleet)
+    fleet_steps.deploy(fleet, progress=False)
+
+
+def serving_revision(spec: Spec, clients: Clients) -> str:
+    service = clients.run.get_service(name=step3.service_name(spec))
+    return service.latest_ready_revision.rsplit("/", 1)[-1]
+
+
+def route_lost(tmp: Path) -> Scenario:
+    """A and B share a service; B was then deployed from a per-job copy (service/ plus B only),
+    as before this release. A's job is created after that deploy (step 4 checks the service
+    exists, not the route), so the deploy's preflight had no caller of A's route to protect."""
+    project, (a, b) = fleet_project(tmp)
+    steps_1_to_3([a, b])
+    spec_a, spec_b = load_spec(a), load_spec(b)
+    clients = new_clients()
+    had = serving_revision(spec_a, clients)
+    step4.schedule(spec_b, clients)
+    copy = tmp / "copy"
+    shutil.copytree(SERVICE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    scaffold(spec_b, copy)
+    patch_endpoint(spec_b, copy)
+    step3.deploy(spec_b, copy, clients, progress=False)
+    step4.schedule(spec_a, clients)
+    verdict = step5.verify(spec_a, clients, progress=False)
+    extra = {"files": [a, b], "more": [spec_b], "had": had, "verdict": verdict}
+    extra["serving"] = serving_revision(spec_a, clients)
+    return Scenario(spec_a, yaml.safe_load(a.read_text()), project / "service", extra)
+
+
+def route_never(tmp: Path, annotated: bool = True) -> Scenario:
+    """Only B was ever written into the shared folder and deployed; A's job calls its route.
+    Not `annotated`: someone updated the service by hand since, so the serving revision does
+    not record its routes."""
+    project, (a, b) = fleet_project(tmp)
+    steps_1_to_3([b])
+    spec_a, spec_b = load_spec(a), load_spec(b)
+    clients = new_clients()
+    if not annotated:
+        service = clients.run.get_service(name=step3.service_name(spec_b))
+        del service.template.annotations[preflight.ROUTES_ANNOTATION]
+        clients.run.update_service(service=service).result(timeout=120)
+    step4.schedule(spec_b, clients)
+    step4.schedule(spec_a, clients)
+    s = Scenario(spec_a, yaml.safe_load(a.read_text()), project / "service")
+    s.extra.update(files=[a, b], more=[spec_b], project=project, code=run_job(s, clients))
+    s.extra["serving"] = serving_revision(spec_a, clients)
+    return s
+
+
 SCENARIOS: dict[str, Callable[[Path], Scenario]] = {
     "healthy": healthy,
     "deadline": scheduler_deadline,
@@ -292,6 +375,9 @@ SCENARIOS: dict[str, Callable[[Path], Scenario]] = {
     "invoker": missing_invoker,
     "revision": broken_revision,
     "503": unstartable,
+    "route-lost": route_lost,
+    "route-never": route_never,
+    "route-unknown": lambda tmp: route_never(tmp, annotated=False),
 }
 
 
@@ -308,9 +394,10 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory):
     clients = new_clients()
     for future in futures.values():
         if future.exception() is None:
-            spec = future.result().spec
-            step4.delete(spec, clients)
-            clients.run.delete_service(name=step3.service_name(spec)).result(timeout=60)
+            s = future.result()
+            for spec in [s.spec, *s.extra.get("more", [])]:
+                step4.delete(spec, clients)
+            clients.run.delete_service(name=step3.service_name(s.spec)).result(timeout=60)
 
 
 def diagnose(s: Scenario, **kwargs) -> pd.DataFrame:
@@ -339,6 +426,7 @@ def test_nothing_wrong_says_so_with_what_it_checked(scenarios):
     assert set(findings["check"]) == {
         "service",
         "revision",
+        "route",
         "scheduler job",
         "auth",
         "deadline",
@@ -429,7 +517,7 @@ def test_429_with_the_retry_policy(scenarios):
     assert "2 retry line(s) from the policy" in limited["evidence"]
     assert "time.sleep" in limited["fix"] and "another API" in limited["fix"]
     errors = one(findings, "job errors", "error")
-    assert "429" in errors["evidence"] and errors["fix"] == "see rate limit (429)"
+    assert "429" in errors["evidence"] and errors["fix"].startswith("see [rate limit (429)]")
 
 
 def test_429_without_the_retry_policy_names_the_call(scenarios):
@@ -571,3 +659,96 @@ def test_a_window_with_more_logs_than_the_read_limit_says_what_it_covered():
     assert f"newest {doctor.LOG_LIMIT}" in row["finding"] and "--since" in row["fix"]
     quiet = Spec.model_validate({**data, "service": lc.unique("doc-quiet")})
     assert rows(doctor.diagnose(quiet, new_clients(), since=timedelta(hours=1)), "logs").empty
+
+
+# --- a route dropped by a deploy of the shared service ------------------------------------------
+
+
+def redeploy_all(s: Scenario) -> str:
+    """The command the route finding must give: every job of the service, this one first."""
+    a, b = (f"parameters/{p.name}" for p in s.extra["files"])
+    return f"opslib run {a} {b} --steps 1-3"
+
+
+def test_not_found_hint_names_the_cause_not_steps_2_3():
+    hint = step5.HINTS["NOT_FOUND"]
+    assert "steps 2-3" not in hint
+    assert "missing on the serving revision" in hint and "--steps 1-3" in hint
+    assert "[route]" in hint
+
+
+def test_a_route_dropped_by_another_jobs_deploy_is_its_own_finding(scenarios):
+    s = scenarios["route-lost"].result()
+    route, other = s.spec.job.route, s.extra["more"][0].job.route
+    verdict = s.extra["verdict"]
+    assert not verdict.passed and verdict.attempt == "NOT_FOUND"
+    attempt = verdict.checks.set_index("check").loc["scheduler attempt", "value"]
+    assert f"route {route} is missing on the serving revision" in attempt
+    assert "--steps 1-3" in attempt and "steps 2-3" not in attempt
+    assert len(rows(verdict.findings, "route", "error")) == 1  # verify's own diagnosis
+
+    findings = diagnose(s, params=s.extra["files"][0])
+    assert findings.iloc[0]["check"] == "route", findings.to_string()  # the cause comes first
+    missing = one(findings, "route", "error")
+    assert missing["finding"] == (
+        f"route {route} is missing on the serving revision {s.extra['serving']}: "
+        f"scheduler job {s.spec.job.name} gets 404 (NOT_FOUND)"
+    )
+    evidence = missing["evidence"]
+    assert f"{s.extra['serving']} (100% of traffic) serves /, /health, {other}" in evidence
+    assert f"the newest revision that served {route}: {s.extra['had']} (created " in evidence
+    assert "1 attempt(s) ended NOT_FOUND" in evidence
+    assert f"request(s) to {route} got 404" in evidence
+    assert redeploy_all(s) in missing["fix"]
+    assert "from its folder service/" in missing["fix"]
+    failing = one(findings, "scheduler job", "error")
+    assert "NOT_FOUND x1" in failing["evidence"]
+    assert failing["fix"].startswith(f"see [route] (route {route} is missing on the serving")
+
+
+def test_a_route_never_deployed_says_none_and_its_fix_works(scenarios, monkeypatch):
+    s = scenarios["route-never"].result()
+    assert s.extra["code"] == "NOT_FOUND"
+    monkeypatch.chdir(s.extra["project"])  # no params given: the doctor finds the job's file
+    findings = diagnose(s)
+    missing = one(findings, "route", "error")
+    never = f"served {s.spec.job.route}: none (no revision of {s.spec.service} had it)"
+    assert never in missing["evidence"]
+    assert redeploy_all(s) in missing["fix"] and "service/" in missing["fix"]
+    steps_1_to_3(s.extra["files"])  # the fix, as `opslib run ... --steps 1-3` does it
+    between = diagnose(s, params=s.extra["files"][0])  # deployed, not run since
+    since = one(between, "route", "warning")
+    assert "now, but the job's last attempt got 404" in since["finding"]
+    assert "deployed after that attempt" in since["fix"] and "opslib verify" in since["fix"]
+    assert one(between, "scheduler job", "error")["fix"].startswith("see [route] (route ")
+    assert run_job(s, new_clients()) == "OK"
+    after = diagnose(s, params=s.extra["files"][0])
+    assert rows(after, "route", "error").empty and rows(after, "scheduler job", "error").empty
+    assert f"route {s.spec.job.route} is served by" in one(after, "route", "ok")["finding"]
+
+
+def test_a_revision_without_recorded_routes_falls_back_to_the_404s(scenarios):
+    s = scenarios["route-unknown"].result()
+    assert s.extra["code"] == "NOT_FOUND"
+    findings = diagnose(s, params=s.extra["files"][0])
+    missing = one(findings, "route", "error")
+    assert missing["finding"] == (
+        f"route {s.spec.job.route} answers 404 on the serving revision {s.extra['serving']}"
+    )
+    assert f"the routes {s.extra['serving']} serves are unknown" in missing["evidence"]
+    assert "1 attempt(s) ended NOT_FOUND" in missing["evidence"]
+    assert f"request(s) to {s.spec.job.route} got 404" in missing["evidence"]
+    assert redeploy_all(s) in missing["fix"]
+
+
+def test_no_fix_points_at_its_own_finding(scenarios):
+    """A symptom's fix points at its cause; never at itself, never at a finding not raised."""
+    for name, future in scenarios.items():
+        findings = diagnose(future.result())
+        raised = set(doctor.problems(findings)["check"])
+        for row in findings.itertuples():
+            own = re.escape(row.check)
+            itself = rf"\[{own}\]|\bsee (the )?(finding\(s\) of )?{own}\b"
+            assert not re.search(itself, row.fix), (name, row.check, row.fix)
+            for pointed in re.findall(r"\[([^\]]+)\]", row.fix):
+                assert pointed in raised, (name, row.check, row.fix)
