@@ -31,23 +31,26 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     folder = args.service_dir.resolve() if args.service_dir else None  # as typed: from the cwd
     session = open_session(args.params, service_dir=folder)
-    specs = fleet.siblings(session)
-    if len(specs) > 1:
+    if session.spec.job.effective_runtime == "job":  # its own Cloud Run job; the service stays
+        group = [session]
+    else:
+        group = [s for s in fleet.siblings(session) if s.spec.job.effective_runtime == "service"]
+    if len(group) > 1:
         print(
-            f"service {session.spec.service}: {len(specs)} automations share it; "
-            f"their env, secrets and invokers are deployed together"
+            f"service {session.spec.service}: {len(group)} automations share it; "
+            "their env, secrets and invokers are deployed together"
         )
     try:
-        plan, status = fleet_steps.deploy_specs(
-            specs, session.service_dir, prune=args.prune, dry_run=args.dry_run
+        deployed = fleet_steps.deploy(
+            fleet.Fleet(group), progress=True, prune=args.prune, dry_run=args.dry_run
         )
     except BadInput as exc:
         if getattr(exc, "plan", None) is not None:
             print(_plan_table(exc.plan.to_frame()))
         raise
-    print(_plan_table(plan.to_frame()))
-    if not args.dry_run:
-        print(f"\n{_table(status)}")
+    print(_plan_table(deployed.plan.drop(columns=["service"])))
+    if not args.dry_run and len(deployed.status):
+        print(f"\n{_table(deployed.status.drop(columns=['service']))}")
     return 0
 
 

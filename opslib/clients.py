@@ -66,6 +66,24 @@ class Clients:
         return run_v2.RevisionsClient(**self._kwargs())
 
     @cached_property
+    def jobs(self) -> Any:
+        from google.cloud import run_v2
+
+        return run_v2.JobsClient(**self._kwargs())
+
+    @cached_property
+    def executions(self) -> Any:
+        from google.cloud import run_v2
+
+        return run_v2.ExecutionsClient(**self._kwargs())
+
+    @cached_property
+    def tasks(self) -> Any:
+        from google.cloud import run_v2
+
+        return run_v2.TasksClient(**self._kwargs())
+
+    @cached_property
     def scheduler(self) -> Any:
         from google.cloud import scheduler_v1
 

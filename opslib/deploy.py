@@ -326,7 +326,7 @@ def apply(
 ) -> pd.DataFrame:
     """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant."""
     if dp.plan.changes[0].action != "no change":
-        _build(spec, clients, dp, progress)
+        build(spec, clients, dp.source, dp.image, progress)
     if dp.checked is not None:
         preflight.prune(spec, clients, dp.checked, prune)
     if any(c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes):
@@ -336,7 +336,8 @@ def apply(
     return status(spec, clients)
 
 
-def _build(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
+def build(spec: Spec, clients: Clients, source: Source, image: str, progress: bool) -> None:
+    """Upload the packed folder and build `image` with Cloud Build (what step 3 ships)."""
     bucket_name = f"{spec.project.replace(':', '_').replace('.', '_')}_cloudbuild"
     bucket = clients.storage.bucket(bucket_name)
     if not bucket.exists():
@@ -344,22 +345,22 @@ def _build(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None
         with contextlib.suppress(exceptions.Conflict):
             clients.storage.create_bucket(bucket_name)
     obj = f"source/{time.time():.6f}-{uuid.uuid4().hex}.tgz"
-    bucket.blob(obj).upload_from_string(dp.source.data, content_type="application/gzip")
+    bucket.blob(obj).upload_from_string(source.data, content_type="application/gzip")
     operation = clients.build.create_build(
         project_id=spec.project,
         build={
             "source": {"storage_source": {"bucket": bucket_name, "object_": obj}},
             "steps": [
-                {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", dp.image, "."]}
+                {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]}
             ],
-            "images": [dp.image],
+            "images": [image],
         },
     )
     try:
         wait(operation, f"build {spec.service}", progress)
     except exceptions.GoogleAPICallError as exc:
         raise OpslibError(
-            f"build of {dp.image}",
+            f"build of {image}",
             exc.message or str(exc),
             "read the build log above; fix the Dockerfile or requirements.txt",
         ) from None

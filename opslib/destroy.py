@@ -48,7 +48,7 @@ def plan(session: Session, *, service: bool = False, secrets: bool = False) -> T
     result = Plan(list(scheduler.delete(spec, clients, dry_run=True).changes))
     removal = endpoint_remove.plan_removal(spec.job, session.service_dir)
     result.changes.extend(removal.plan.changes)
-    others = fleet.siblings(session)[1:]
+    others = [s.spec for s in fleet.siblings(session)[1:]]
     remaining = [j.name for j in job_routes(session.service_dir) if j.name != spec.job.name]
     live = _live(session)
     result.add(_service_change(session, remaining, live, service))

@@ -58,7 +58,15 @@ def plan(spec: Spec, service_dir: Path) -> Patch:
 
 
 def patch_endpoint(spec: Spec, service_dir: Path, *, dry_run: bool = False) -> Plan:
-    """Plan, then (unless dry_run) write batch_endpoint.py atomically."""
+    """Plan, then (unless dry_run) add the job's route; a Cloud Run job needs none."""
+    if spec.job.effective_runtime == "job":
+        detail = f"runtime job: runs as python -m scripts.batch.{spec.job.module}; no route"
+        return Plan([Change("endpoint", "route (none)", "no change", detail=detail)])
+    return _patch_endpoint(spec, service_dir, dry_run=dry_run)
+
+
+def _patch_endpoint(spec: Spec, service_dir: Path, *, dry_run: bool = False) -> Plan:
+    """Write batch_endpoint.py atomically (all checks first)."""
     patch = plan(spec, service_dir)
     if patch.new_source is not None and not dry_run:
         atomic_write(patch.path, patch.new_source)

@@ -197,6 +197,8 @@ def _shared_settings(sessions: list[Session]) -> list[str]:
     for s in sessions:
         groups.setdefault(s.spec.service_key, []).append(s)
     for group in groups.values():
+        # Route jobs share the service's settings; a Cloud Run job has its own resources.
+        group = [s for s in group if s.spec.job.effective_runtime == "service"] or group[:1]
         first = group[0]
         for s in group[1:]:
             for key in SHARED_DEPLOY:
@@ -253,18 +255,18 @@ def invokers(specs: Sequence[Spec]) -> list[str]:
     return sorted({s.invoker_account for s in specs})
 
 
-def siblings(session: Session) -> list[Spec]:
-    """The specs in the same parameters folder that name the same service (this one first).
+def siblings(session: Session) -> list[Session]:
+    """The automations in the same parameters folder that name the same service (this first).
 
     `opslib deploy PARAMS` ships the whole folder, so it must mount every job's secrets and
     env, not only this one's.
     """
-    specs = [session.spec]
+    found = [session]
     folder = session.params.parent
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         if path.resolve() == session.params:
             continue
-        other = open_session(path, session.spec.target)
+        other = open_session(path, session.spec.target, session.service_dir)
         if other.spec.service_key == session.spec.service_key:
-            specs.append(other.spec)
-    return specs
+            found.append(other)
+    return found

@@ -9,20 +9,20 @@ steps 4-5 schedule and verify each job. Each function returns one table with a `
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from opslib import deploy as cloud_run
+from opslib import deploy_job, local_checks, scaffold
 from opslib import endpoint as endpoint_step
-from opslib import local_checks, scaffold
 from opslib import schedule as scheduler
 from opslib import verify as verify_step
 from opslib.errors import OpslibError
 from opslib.fleet import Fleet, invokers, service_spec
-from opslib.plan import Plan
 from opslib.preflight import Prune
 from opslib.session import Session
 from opslib.spec import Spec
@@ -100,47 +100,64 @@ class Deployed:
     status: pd.DataFrame
 
 
-def deploy_specs(
-    specs: Sequence[Spec],
-    service_dir: Path,
-    clients: object | None = None,
-    *,
-    progress: bool = True,
-    prune: Prune = "",
-    dry_run: bool = False,
-) -> tuple[Plan, pd.DataFrame]:
-    """One service, deployed once with what all of its automations need."""
-    return cloud_run.deploy(
-        service_spec(specs),
-        service_dir,
-        clients,  # type: ignore[arg-type]
-        dry_run=dry_run,
-        progress=progress,
-        invokers=invokers(specs),
-        prune=prune,
-    )
-
-
 def deploy(
     fleet: Fleet, progress: bool = True, prune: Prune = "", dry_run: bool = False
 ) -> Deployed:
-    """Step 3: every service planned and checked first, then each built and deployed once."""
-    planned = []
-    for sessions in fleet.services.values():
-        first, specs = sessions[0], [s.spec for s in sessions]
-        clients = fleet.clients(first)
-        spec = service_spec(specs)
-        dp = cloud_run.checked_plan(
-            spec, first.service_dir, clients, invokers(specs), prune, dry_run
-        )
-        planned.append((spec, clients, dp))
+    """Step 3: every service and Cloud Run job planned and checked first, then each service
+    folder built once and shipped (the service for route jobs, a Cloud Run job per job)."""
+    planned = [_plan_group(fleet, sessions, prune, dry_run) for sessions in fleet.services.values()]
     plans, statuses = [], []
-    for spec, clients, dp in planned:
-        plans.append(dp.plan.to_frame().assign(service=spec.service))
+    for group in planned:
+        plans.append(group.frame())
         if not dry_run:
-            status = cloud_run.apply(spec, clients, dp, progress, prune)
-            statuses.append(status.assign(service=spec.service))
+            statuses.append(group.apply(progress, prune))
     return Deployed(_service_first(plans), _service_first(statuses))
+
+
+@dataclass
+class _Group:
+    """One service folder: its service plan (route jobs) and its Cloud Run job plans."""
+
+    spec: Spec
+    clients: Any
+    source: cloud_run.Source
+    image: str
+    service: cloud_run.DeployPlan | None
+    jobs: list[tuple[Spec, deploy_job.JobPlan]]
+
+    def frame(self) -> pd.DataFrame:
+        plans = ([self.service.plan] if self.service else []) + [jp.plan for _, jp in self.jobs]
+        frames = [p.to_frame() for p in plans]
+        return pd.concat(frames, ignore_index=True).assign(service=self.spec.service)
+
+    def apply(self, progress: bool, prune: Prune) -> pd.DataFrame:
+        status = pd.DataFrame()
+        if self.service is not None:  # builds the image when the service needs it
+            status = cloud_run.apply(self.spec, self.clients, self.service, progress, prune)
+        built = self.service is not None
+        for spec, jp in self.jobs:
+            needs_image = jp.live is None or jp.plan.changes[0].action != "no change"
+            if needs_image and not built:
+                cloud_run.build(spec, self.clients, self.source, self.image, progress)
+                built = True
+            deploy_job.apply(spec, self.clients, jp, progress)
+        return status.assign(service=self.spec.service)
+
+
+def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bool) -> _Group:
+    first = sessions[0]
+    clients = fleet.clients(first)
+    routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
+    jobs = [s.spec for s in sessions if s.spec.job.effective_runtime == "job"]
+    source = cloud_run.pack(first.service_dir)
+    image = cloud_run.image_for(first.spec, source)
+    service = None
+    if routed:
+        service = cloud_run.checked_plan(
+            service_spec(routed), first.service_dir, clients, invokers(routed), prune, dry_run
+        )
+    job_plans = [(spec, deploy_job.plan(spec, image, clients)) for spec in jobs]
+    return _Group(first.spec, clients, source, image, service, job_plans)
 
 
 def _service_first(frames: list[pd.DataFrame]) -> pd.DataFrame:

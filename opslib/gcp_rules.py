@@ -40,6 +40,12 @@ REGIONS = frozenset(
 BODY_METHODS = ("POST", "PUT", "PATCH")
 ATTEMPT_DEADLINE_MIN, ATTEMPT_DEADLINE_MAX = 15, 1800
 RUN_TIMEOUT_MAX = 3600
+# Cloud Run jobs (cloud.google.com/run/docs/configuring/task-timeout, max-retries, parallelism):
+# a task runs at most 24 h (GA; up to 168 h in Preview), default 10 min; 0-10 retries per task,
+# default 3; 1-10,000 tasks per execution; parallelism 0 (as many as possible) up to the tasks.
+TASK_TIMEOUT_DEFAULT, TASK_TIMEOUT_MAX = 600, 24 * 3600
+TASK_RETRIES_MAX = 10
+TASKS_MAX = 10_000
 RETRY_COUNT_MAX = 5
 HEADERS_MAX_BYTES = 80 * 1024
 JOB_MAX_BYTES = 1024 * 1024

@@ -6,6 +6,7 @@ They catch a broken route or job in seconds instead of after a build and a deplo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,43 @@ def call_route(spec: Spec, service_dir: Path) -> str:
 
 
 def call_routes(specs: list[Spec], service_dir: Path) -> list[str]:
-    """One gunicorn for the folder, each job's route called once: every job of a service."""
-    with localserve.serving(Path(service_dir), env={"TEST_MODE": "1"}) as base:
-        return [_call(base, spec) for spec in specs]
+    """One gunicorn for the folder, each job's route called once; a Cloud Run job's task 0 run
+    as its container will run it."""
+    routed = [s for s in specs if s.job.effective_runtime == "service"]
+    answers: dict[str, str] = {}
+    if routed:
+        with localserve.serving(Path(service_dir), env={"TEST_MODE": "1"}) as base:
+            answers = {s.job.name: _call(base, s) for s in routed}
+    return [answers.get(s.job.name) or run_task(s, Path(service_dir)) for s in specs]
+
+
+def run_task(spec: Spec, service_dir: Path) -> str:
+    """`python -m scripts.batch.<job>` as task 0 of the job's tasks (TEST_MODE), like Cloud Run."""
+    count = spec.job.tasks
+    env = {**os.environ, "TEST_MODE": "1", "CLOUD_RUN_TASK_INDEX": "0"}
+    env |= {"CLOUD_RUN_TASK_COUNT": str(count), "CLOUD_RUN_JOB": spec.job.name}
+    command = [sys.executable, "-m", f"scripts.batch.{spec.job.module}"]
+    proc = subprocess.run(command, cwd=service_dir, capture_output=True, text=True, env=env)
+    last = _last_status(proc.stdout)
+    if proc.returncode != 0:
+        raise OpslibError(
+            " ".join(command[1:]),
+            f"exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-3000:]}",
+            "read the job's error above and fix the job",
+        )
+    return f"task 0 of {count} -> {last.get('status')}: {last.get('message')}"
+
+
+def _last_status(stdout: str) -> dict:
+    """The task's closing JSON line (the one with a status)."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "status" in entry:
+            return entry
+    return {}
 
 
 def _call(base: str, spec: Spec) -> str:

@@ -57,7 +57,12 @@ def job_files(spec: Spec, service_dir: Path) -> list[GeneratedFile]:
         (job.description or f"The {job.name} batch job").replace("\\", "/").replace('"', "'"),
         width=96,
     )
-    context = {"job": job, "docstring": docstring, "env_prefix": job.module.upper()}
+    context = {
+        "job": job,
+        "docstring": docstring,
+        "env_prefix": job.module.upper(),
+        "runtime": job.effective_runtime,
+    }
     template = "job_class.py.j2" if job.pattern == "class" else "job_function.py.j2"
     files = [
         GeneratedFile(module_path(spec, service_dir), render(template, **context)),

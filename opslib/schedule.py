@@ -39,6 +39,10 @@ RETRY_DEFAULTS: dict[str, float] = {
 GCLOUD_METHODS = ("DELETE", "GET", "HEAD", "POST", "PUT")  # gcloud's --http-method choices
 SECRET_FIELDS = ("http_target.headers", "http_target.body")  # values never shown in a plan
 _OIDC = ("http_target.oidc_token.service_account_email", "http_target.oidc_token.audience")
+_OAUTH = ("http_target.oauth_token.service_account_email", "http_target.oauth_token.scope")
+# A Cloud Run job is started through the Run Admin API with an OAuth access token (not OIDC).
+RUN_API = "https://run.googleapis.com"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 _FLAGS = {
     "schedule": "--schedule",
     "time_zone": "--time-zone",
@@ -47,6 +51,8 @@ _FLAGS = {
     "http_target.uri": "--uri",
     _OIDC[0]: "--oidc-service-account-email",
     _OIDC[1]: "--oidc-token-audience",
+    _OAUTH[0]: "--oauth-service-account-email",
+    _OAUTH[1]: "--oauth-token-scope",
     "retry_config.retry_count": "--max-retry-attempts",
     "retry_config.min_backoff_duration": "--min-backoff",
     "retry_config.max_backoff_duration": "--max-backoff",
@@ -74,8 +80,31 @@ def service_path(spec: Spec) -> str:
     return f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
 
 
+def run_job_url(spec: Spec) -> str:
+    """The Run Admin API call that starts an execution of the spec's Cloud Run job."""
+    return f"{RUN_API}/v2/projects/{spec.project}/locations/{spec.region}/jobs/{spec.job.name}:run"
+
+
+def _job_target(spec: Spec) -> dict[str, Any]:
+    """POST jobs/J:run with an OAuth token (Google APIs take access tokens, not ID tokens)."""
+    return {
+        "uri": run_job_url(spec),
+        "http_method": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "body": b"{}",
+        "oauth_token": {"service_account_email": spec.invoker_account, "scope": CLOUD_PLATFORM},
+    }
+
+
 def desired_job(spec: Spec, service_url: str) -> dict[str, Any]:
     """The Scheduler HTTP job the spec asks for, in the Python client's field names."""
+    job = _http_job(spec, service_url)
+    if spec.job.effective_runtime == "job":
+        job["http_target"] = _job_target(spec)
+    return job
+
+
+def _http_job(spec: Spec, service_url: str) -> dict[str, Any]:
     s, r = spec.schedule, spec.schedule.retry
     custom_type = any(k.lower() == "content-type" for k in s.headers)
     target: dict[str, Any] = {
@@ -142,8 +171,10 @@ def _flat(job: dict[str, Any] | scheduler_v1.Job) -> dict[str, object]:
         "http_target.headers": sorted(headers.items()),
         "http_target.body": _body(t.body),
         _OIDC[0]: t.oidc_token.service_account_email,
-        _OIDC[1]: t.oidc_token.audience or t.uri,  # Scheduler's default audience is the URI
-        "http_target.oauth_token": t.oauth_token.service_account_email or None,
+        # Scheduler's default audience is the URI (only when an OIDC token is set).
+        _OIDC[1]: (t.oidc_token.audience or t.uri) if t.oidc_token.service_account_email else "",
+        _OAUTH[0]: t.oauth_token.service_account_email or None,
+        _OAUTH[1]: (t.oauth_token.scope or CLOUD_PLATFORM) if "oauth_token" in t else None,
     }
     return flat | {f"retry_config.{k}": v for k, v in retry.items()}
 
@@ -226,6 +257,19 @@ def _live_service(spec: Spec, clients: Clients) -> Any:
     return service
 
 
+def _live_cloud_run_job(spec: Spec, clients: Clients) -> Any:
+    """The Cloud Run job the Scheduler job starts; it must exist before it is scheduled."""
+    name = f"projects/{spec.project}/locations/{spec.region}/jobs/{spec.job.name}"
+    live = _call(spec, clients.jobs.get_job, missing_ok=True, name=name)
+    if live is None:
+        raise OpslibError(
+            _where(spec),
+            f"Cloud Run job {spec.job.name} does not exist in {spec.project}/{spec.region}",
+            "run step 3 (deploy: notebooks/03_deploy) first, then schedule again",
+        )
+    return live
+
+
 def _live_job(spec: Spec, clients: Clients, required: bool = False) -> Any:
     """The job as Scheduler has it, or None when it does not exist (an error if required)."""
     live = _call(spec, clients.scheduler.get_job, missing_ok=True, name=job_path(spec))
@@ -243,9 +287,13 @@ def _change(spec: Spec, action: str, fields: tuple = (), detail: str = "", cmd: 
 def plan(spec: Spec, clients: Clients | None = None) -> Planned:
     """Read the service and the job, check deadlines, and say what would change; no writes."""
     clients = clients or clients_for(spec)
-    service = _live_service(spec, clients)
-    check_deadlines(spec, _seconds(service.template.timeout) or RUN_TIMEOUT_DEFAULT)
-    job = desired_job(spec, service.uri)
+    if spec.job.effective_runtime == "job":  # Scheduler only starts the execution
+        _live_cloud_run_job(spec, clients)
+        job = desired_job(spec, "")
+    else:
+        service = _live_service(spec, clients)
+        check_deadlines(spec, _seconds(service.template.timeout) or RUN_TIMEOUT_DEFAULT)
+        job = desired_job(spec, service.uri)
     live = _live_job(spec, clients)
     if live is None:
         change = _change(spec, "create", (), _summary(job), create_command(spec, job))
@@ -304,7 +352,9 @@ def _flags(path: str, job: dict[str, Any], live: scheduler_v1.Job | None) -> lis
     """The gcloud flags that set one field; `live` is None when creating."""
     target, flat = job["http_target"], _flat(job)
     if path in _OIDC:  # gcloud takes the audience only together with the account
-        return [f"{_FLAGS[p]}={flat[p]}" for p in _OIDC]
+        return [f"{_FLAGS[p]}={flat[p]}" for p in _OIDC if flat[p]]
+    if path in _OAUTH:
+        return [f"{_FLAGS[p]}={flat[p]}" for p in _OAUTH if flat[p]]
     if path in _FLAGS:
         return [f"{_FLAGS[path]}={_show(path, flat[path])}"]
     if path == "http_target.http_method":
@@ -320,7 +370,7 @@ def _flags(path: str, job: dict[str, Any], live: scheduler_v1.Job | None) -> lis
         gone = [k for k in live.http_target.headers if k.lower() not in keep]
         remove = [f"--remove-headers={','.join(gone)}"] if gone else []
         return [*remove, f"--update-headers={_dict_flag(target['headers'])}"]
-    return []  # http_target.oauth_token: replaced by setting the OIDC token
+    return []
 
 
 def _command(verb: list[str], spec: Spec, flags: list[str]) -> str:

@@ -111,6 +111,16 @@ class Job(_Model):
     description: str = ""
     source_url: str | None = None
     expected_duration: Duration | None = None
+    # Where it runs: a route on the Cloud Run service (Scheduler waits at most 30 min) or a
+    # Cloud Run job (tasks of up to 24 h). None: `job` when expected_duration is over 30 min.
+    runtime: Literal["service", "job"] | None = None
+    task_timeout: Duration | None = None  # runtime job: per task; default covers the work
+    max_retries: int = 3  # runtime job: retries of a failed task
+    tasks: int = 1  # runtime job: tasks per execution (shards: CLOUD_RUN_TASK_INDEX/COUNT)
+    parallelism: int = 0  # runtime job: tasks at once; 0 = as many as possible
+    # A run that starts while the previous run of this job is still going: skip it (a 200
+    # `skipped` answer), queue it (wait for the previous one), or allow both at once.
+    overlap: Literal["allow", "skip", "queue"] = "skip"
 
     @field_validator("name")
     @classmethod
@@ -154,6 +164,58 @@ class Job(_Model):
                 "write it like https://api.example.com/v1/rates",
             )
         return value
+
+    @field_validator("task_timeout")
+    @classmethod
+    def _task_timeout(cls, value: float | None) -> float | None:
+        if value is not None and not 1 <= value <= g.TASK_TIMEOUT_MAX:
+            raise RuleBroken(
+                "a Cloud Run job task runs between 1s and 24h (task_timeout; over 24h is "
+                "Preview only)",
+                "use e.g. task_timeout: 2h, and split longer work into tasks (job.tasks)",
+            )
+        return value
+
+    @field_validator("max_retries")
+    @classmethod
+    def _max_retries(cls, value: int) -> int:
+        if not 0 <= value <= g.TASK_RETRIES_MAX:
+            raise RuleBroken("a Cloud Run job retries a failed task 0 to 10 times", "use 0-10")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, value: int) -> int:
+        if not 1 <= value <= g.TASKS_MAX:
+            raise RuleBroken("a Cloud Run job execution has 1 to 10,000 tasks", "use 1-10000")
+        return value
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism(cls, value: int) -> int:
+        if value < 0:
+            raise RuleBroken("parallelism is 0 (as many as possible) or more", "use 0 or N")
+        return value
+
+    @property
+    def effective_runtime(self) -> str:
+        """`job` when the work cannot fit one Scheduler attempt (over 30 min), unless set."""
+        if self.runtime:
+            return self.runtime
+        long = (
+            self.expected_duration is not None and self.expected_duration > g.ATTEMPT_DEADLINE_MAX
+        )
+        return "job" if long else "service"
+
+    @property
+    def effective_task_timeout(self) -> float:
+        """The task timeout asked for, else one that covers the expected work with margin."""
+        if self.task_timeout is not None:
+            return self.task_timeout
+        expected = self.expected_duration or 0
+        return float(
+            min(g.TASK_TIMEOUT_MAX, max(g.TASK_TIMEOUT_DEFAULT, math.ceil(expected * 1.5)))
+        )
 
     @property
     def module(self) -> str:

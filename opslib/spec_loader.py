@@ -219,7 +219,7 @@ def cross_checks(spec: Spec) -> list[Problem]:
 
 def _deadline_checks(spec: Spec) -> list[Problem]:
     s, d = spec.schedule, spec.deploy
-    if s.attempt_deadline <= d.timeout:
+    if s.attempt_deadline <= d.timeout or spec.job.effective_runtime == "job":
         return []
     return [
         (
@@ -237,6 +237,18 @@ def _duration_checks(spec: Spec) -> list[Problem]:
     s = spec.schedule
     expected, fmt = spec.job.expected_duration, g.format_duration
     key = ("job", "expected_duration")
+    if spec.job.effective_runtime == "job":
+        return _job_checks(spec)
+    shard = [k for k in ("tasks", "parallelism") if k in spec.job.model_fields_set]
+    if shard:
+        return [
+            (
+                ("job", shard[0]),
+                getattr(spec.job, shard[0]),
+                "tasks and parallelism apply to a Cloud Run job (job.runtime: job)",
+                f"set job.runtime: job, or remove job.{shard[0]}",
+            )
+        ]
     if expected is None:
         return []
     if expected > g.ATTEMPT_DEADLINE_MAX:
@@ -244,8 +256,10 @@ def _duration_checks(spec: Spec) -> list[Problem]:
             (
                 key,
                 fmt(expected),
-                "work over 30 min cannot finish inside one Scheduler attempt (max 30m)",
-                "split the job (e.g. one per market), or run it as a Cloud Run job",
+                "work over 30 min cannot finish inside one Scheduler attempt (max 30m), and "
+                "job.runtime is service",
+                "remove job.runtime: service (opslib then runs it as a Cloud Run job), or split "
+                "the job (e.g. one per market)",
             )
         ]
     if expected >= s.attempt_deadline:
@@ -260,6 +274,62 @@ def _duration_checks(spec: Spec) -> list[Problem]:
             )
         ]
     return []
+
+
+def _job_checks(spec: Spec) -> list[Problem]:
+    """A Cloud Run job: the work fits a task, and parallelism fits the tasks."""
+    job, fmt = spec.job, g.format_duration
+    expected = job.expected_duration
+    if expected is not None and expected > g.TASK_TIMEOUT_MAX:
+        return [
+            (
+                ("job", "expected_duration"),
+                fmt(expected),
+                "a Cloud Run job task runs at most 24h (job.task_timeout); the work cannot "
+                "finish inside one task",
+                "split the work into tasks that each fit 24h: job.tasks: N (each task reads "
+                "CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT to take its share)",
+            )
+        ]
+    problems: list[Problem] = []
+    if expected is not None and job.task_timeout is not None and expected >= job.task_timeout:
+        problems.append(
+            (
+                ("job", "task_timeout"),
+                fmt(job.task_timeout),
+                f"the task timeout must exceed the expected duration ({fmt(expected)}), or "
+                "every task is killed",
+                f"raise job.task_timeout above {fmt(expected)} (at most 24h)",
+            )
+        )
+    if job.parallelism > job.tasks:
+        problems.append(
+            (
+                ("job", "parallelism"),
+                job.parallelism,
+                f"parallelism cannot exceed the number of tasks ({job.tasks})",
+                f"use parallelism: {job.tasks} or less (0 runs as many as possible)",
+            )
+        )
+    return problems
+
+
+def notes(spec: Spec) -> list[str]:
+    """What `opslib check` says besides errors: choices opslib made for the user."""
+    job, found = spec.job, []
+    if job.effective_runtime == "job" and job.runtime is None:
+        found.append(
+            f"job.expected_duration {g.format_duration(job.expected_duration or 0)} is over "
+            "Cloud Scheduler's 30 min: it will run as a Cloud Run job (tasks of up to 24h, "
+            f"task timeout {g.format_duration(job.effective_task_timeout)}); set job.runtime "
+            "to choose"
+        )
+    if job.effective_runtime == "job" and "attempt_deadline" in spec.schedule.model_fields_set:
+        found.append(
+            "schedule.attempt_deadline plays no role for a Cloud Run job: Scheduler's call "
+            "only starts the execution and returns at once; job.task_timeout bounds the work"
+        )
+    return found
 
 
 def _body_checks(spec: Spec) -> list[Problem]:

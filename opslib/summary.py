@@ -21,7 +21,7 @@ def summarize(spec: Spec, runs: int = 3) -> pd.DataFrame:
         ("project / region", f"{spec.project} / {spec.region}"),
         ("service", spec.service),
         ("job", f"{job.name} ({job.pattern} pattern) -> scripts/batch/{job.module}.py"),
-        ("route", f"{s.http_method} {job.route}"),
+        *_runtime_rows(spec),
         ("schedule", f"{s.cron} ({cron.describe(s.cron)}) in {s.time_zone}"),
         ("next runs", next_runs),
         ("attempt deadline", format_duration(s.attempt_deadline)),
@@ -43,3 +43,24 @@ def summarize(spec: Spec, runs: int = 3) -> pd.DataFrame:
     if job.expected_duration is not None:
         rows.insert(8, ("expected duration", format_duration(job.expected_duration)))
     return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def _runtime_rows(spec: Spec) -> list[tuple[str, str]]:
+    """A route on the service, or a Cloud Run job with its tasks."""
+    job = spec.job
+    if job.effective_runtime == "service":
+        return [
+            ("runtime", f"service {spec.service} (a route; Scheduler waits for the answer)"),
+            ("route", f"{spec.schedule.http_method} {job.route}"),
+            ("overlap", job.overlap),
+        ]
+    parallel = job.parallelism or "as many as possible"
+    return [
+        ("runtime", f"Cloud Run job {job.name} (python -m scripts.batch.{job.module})"),
+        (
+            "tasks",
+            f"{job.tasks} (parallelism {parallel}), timeout "
+            f"{format_duration(job.effective_task_timeout)}, {job.max_retries} retries each",
+        ),
+        ("overlap", job.overlap),
+    ]

@@ -56,6 +56,7 @@ class Verdict:
     checks: pd.DataFrame
     logs: pd.DataFrame
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tasks: pd.DataFrame = field(default_factory=pd.DataFrame)  # a Cloud Run job: one row a task
 
 
 def job_name(spec: Spec) -> str:
@@ -63,8 +64,15 @@ def job_name(spec: Spec) -> str:
 
 
 def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) -> Verdict:
-    """Run the scheduler job now and judge that one run."""
+    """Run the scheduler job now and judge that one run (a Cloud Run job: its execution)."""
     clients = clients or clients_for(spec)
+    if spec.job.effective_runtime == "job":
+        from opslib import verify_job
+
+        verdict = verify_job.verify(spec, clients, progress)
+        if not verdict.passed:
+            verdict.findings = diagnose_failure(spec, clients)
+        return verdict
     try:
         before = clients.scheduler.get_job(name=job_name(spec))
     except exceptions.NotFound:
@@ -72,7 +80,7 @@ def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) ->
             job_name(spec), "no such Scheduler job", "run step 4 (schedule) first"
         ) from None
     clients.scheduler.run_job(name=job_name(spec))
-    job = _wait_for_attempt(clients, spec, before.last_attempt_time, progress)
+    job = wait_for_attempt(clients, spec, before.last_attempt_time, progress)
     code = RPC_NAMES.get(job.status.code, str(job.status.code))
     started = job.last_attempt_time  # when this attempt started; set once it has ended
     frame = logs.read_logs(
@@ -108,7 +116,7 @@ def diagnose_failure(spec: Spec, clients: Clients) -> pd.DataFrame:
     return doctor.diagnose(spec, clients, since=timedelta(hours=24))
 
 
-def _wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool) -> Any:
+def wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool) -> Any:
     limit = spec.schedule.attempt_deadline + 60
     started = time.monotonic()
     with tqdm(

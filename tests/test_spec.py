@@ -137,11 +137,24 @@ INVALID = [
     ({"schedule": {"cron": DELETE}}, "schedule.cron", "required", 'schedule.cron: "0 9 * * 1-5"'),
     ({"project": "Demo Project"}, "project", "project id", "my-project-123"),
     (
-        {"job": {"expected_duration": "2000s"}},
+        {"job": {"expected_duration": "2000s", "runtime": "service"}},
         "job.expected_duration",
         "over 30 min",
         "Cloud Run job",
     ),
+    ({"job": {"expected_duration": "25h"}}, "job.expected_duration", "at most 24h", "job.tasks"),
+    ({"job": {"runtime": "job", "task_timeout": "25h"}}, "job.task_timeout", "24h", "2h"),
+    (
+        {"job": {"expected_duration": "2h", "task_timeout": "1h"}},
+        "job.task_timeout",
+        "exceed the expected duration",
+        "raise job.task_timeout",
+    ),
+    ({"job": {"runtime": "job", "tasks": 2, "parallelism": 3}}, "job.parallelism", "exceed", "2"),
+    ({"job": {"tasks": 4}}, "job.tasks", "Cloud Run job", "job.runtime: job"),
+    ({"job": {"runtime": "job", "max_retries": 11}}, "job.max_retries", "0 to 10", "0-10"),
+    ({"job": {"runtime": "job", "tasks": 0}}, "job.tasks", "1 to 10,000", "1-10000"),
+    ({"job": {"overlap": "never"}}, "job.overlap", "", ""),
     (
         {"job": {"expected_duration": "900s"}},
         "job.expected_duration",
@@ -233,6 +246,9 @@ VALID = [
     {"schedule": {"service_account": "s@demo-project.iam.gserviceaccount.com"}},
     {"schedule": {"service_account": "123-compute@developer.gserviceaccount.com"}},
     {"job": {"description": "Collect FX rates\n\tevery weekday\n"}},
+    {"job": {"expected_duration": "45m"}},  # becomes a Cloud Run job
+    {"job": {"runtime": "job", "tasks": 4, "parallelism": 2, "task_timeout": "24h"}},
+    {"job": {"expected_duration": "2h", "tasks": 4, "max_retries": 0, "overlap": "queue"}},
 ]
 
 
@@ -245,6 +261,23 @@ def test_accepts_what_google_accepts(write_params, overrides):
 def test_shipped_parameters_are_valid():
     for path in sorted((ROOT / "parameters").glob("*.yaml")):
         load_spec(path)
+
+
+def test_check_says_when_work_runs_as_a_cloud_run_job(write_params, capsys):
+    long = write_params(
+        "long", job={"expected_duration": "45m"}, schedule={"attempt_deadline": "10m"}
+    )
+    code, out, _ = _check(long, capsys)
+    assert code == 0
+    assert "it will run as a Cloud Run job" in out and "task timeout 4050s" in out
+    assert "attempt_deadline plays no role for a Cloud Run job" in out
+    assert "python -m scripts.batch.fx_rates" in out
+    spec = load_spec(long)
+    assert spec.job.effective_runtime == "job" and spec.job.effective_task_timeout == 4050
+    short = load_spec(write_params("short"))
+    assert short.job.effective_runtime == "service"
+    code, out, _ = _check(write_params("short2"), capsys)
+    assert "Cloud Run job" not in out and "note:" not in out
 
 
 def test_every_error_is_reported_at_once_with_lines(write_params):
