@@ -76,6 +76,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     spec = load_spec(args.params)
     verdict = verify.verify(spec, progress=not args.quiet)
     print(_table(verdict.checks))
+    if len(verdict.tasks):
+        print(f"\ntasks:\n{_table(verdict.tasks)}")
     print(f"\nlogs of the run:\n{_table(verdict.logs)}")
     if not verdict.passed:
         from opslib import doctor

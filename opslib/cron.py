@@ -86,11 +86,63 @@ def next_runs(expr: str, time_zone: str, count: int = 5, start: datetime | None 
 
 
 def describe(expr: str, locale: str = "en_US") -> str:
-    """A sentence for people, 24-hour clock (cron-descriptor)."""
+    """A sentence for people, 24-hour clock: cron-descriptor's, with the everyday shapes said
+    the way people say them ("every day", "매일", "every hour at :15", "5분마다")."""
     options = Options()
     options.locale_code = locale
     options.use_24hour_time_format = True
-    return ExpressionDescriptor(expr, options).get_description()
+    text = ExpressionDescriptor(expr, options).get_description().strip()
+    korean = locale.startswith("ko")
+    if korean:  # "1 그리고 15일" reads as a list: "1, 15일"; "매 10분마다" as "10분마다"
+        text = _KO_EVERY.sub(r"\1\2마다", text.replace(" 그리고 ", ", "))
+    shaped = _shape(expr.split(), text, korean)
+    if shaped is not None:
+        return shaped
+    # cron-descriptor's Korean adds "매시마다" (every hour) after any minute clause.
+    return text.removesuffix(", 매시마다") if korean else text
+
+
+_NUMBER = re.compile(r"\d+")
+_FIXED = re.compile(r"[\d,-]+")  # a fixed set of hours: 9, 9-17, 9,18
+_KO_EVERY = re.compile(r"매 (\d+)(분|시간)마다")
+_SPAN = re.compile(r"(\d+)-(\d+)")  # one range of hours: 9-17
+
+
+def _shape(fields: list[str], text: str, korean: bool) -> str | None:
+    """The common every-day shapes cron-descriptor leaves without a day ('At 02:30')."""
+    if len(fields) != 5 or fields[2:] != ["*", "*", "*"]:
+        return None
+    minute, hour = fields[0], fields[1]
+    if minute == "*" and hour == "*":
+        return "매분" if korean else "Every minute"
+    if minute.startswith("*/") and _NUMBER.fullmatch(minute[2:]) and hour == "*":
+        n = int(minute[2:])
+        return f"{n}분마다" if korean else f"Every {n} minutes"
+    if not _NUMBER.fullmatch(minute):
+        return _every_day(text, korean) if _FIXED.fullmatch(hour) else None
+    m = int(minute)
+    if hour == "*":
+        if korean:
+            return "매시간 정각" if m == 0 else f"매시간 {m}분"
+        return "Every hour, on the hour" if m == 0 else f"Every hour, at {m} minutes past"
+    if hour.startswith("*/") and _NUMBER.fullmatch(hour[2:]):
+        n = int(hour[2:])
+        if korean:
+            return f"{n}시간마다 정각" if m == 0 else f"{n}시간마다 {m}분"
+        return (
+            f"Every {n} hours, on the hour" if m == 0 else f"Every {n} hours, at {m} minutes past"
+        )
+    span = _SPAN.fullmatch(hour)
+    if span:
+        first, last = (f"{int(h):02}:{m:02}" for h in span.groups())
+        if korean:
+            return f"매일 {first}부터 {last}까지 매시간"
+        return f"Every hour from {first} to {last}, every day"
+    return _every_day(text, korean) if _FIXED.fullmatch(hour) else None
+
+
+def _every_day(text: str, korean: bool) -> str:
+    return f"매일 {text}" if korean else f"{text}, every day"
 
 
 # Zone abbreviations people type, and the tz-database name Scheduler wants instead.

@@ -209,6 +209,11 @@ class FleetVerdict:
     def logs(self) -> pd.DataFrame:
         return _frames({j: v.logs for j, v in self.verdicts.items()})
 
+    @property
+    def tasks(self) -> pd.DataFrame:
+        """The Cloud Run jobs' tasks, one row each (route jobs have none)."""
+        return _frames({j: v.tasks for j, v in self.verdicts.items()})
+
     def summary(self) -> pd.DataFrame:
         """One row per job: its verdict and the scheduler attempt's status."""
         rows = [

@@ -42,6 +42,9 @@ def summarize(spec: Spec, runs: int = 3) -> pd.DataFrame:
     ]
     if job.expected_duration is not None:
         rows.insert(8, ("expected duration", format_duration(job.expected_duration)))
+    if job.effective_runtime == "job":  # no route: the service's request settings do not apply
+        shown = {"invoker (OIDC)": "invoker (OAuth, run.jobs.run)"}
+        rows = [(shown.get(k, k), v) for k, v in rows if k not in ("request timeout", "instances")]
     return pd.DataFrame(rows, columns=["setting", "value"])
 
 

@@ -156,7 +156,7 @@ def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
             # A preset: the expression, the sentences and the runs follow; the file is saved.
             preset.select_option(value=PRESETS[0].label)  # option values are the label texts
             expect(custom).to_have_value("*/30 * * * *")
-            expect(description).to_contain_text("매 30분마다")
+            expect(description).to_contain_text("30분마다")
             expect(description).to_contain_text("Every 30 minutes")
             expect(page.locator(".cron-change")).to_contain_text(
                 "0 9 * * 1-5 (Asia/Seoul) -> */30 * * * * (Asia/Seoul)"

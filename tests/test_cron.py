@@ -117,3 +117,40 @@ def test_time_zone_rules():
 def test_description_is_24_hour():
     assert "09:00" in cron.describe("0 9 * * 1-5")
     assert "22:00" in cron.describe("0 22 * * *")
+
+
+# The seed's presets, then common shapes: (cron, English, Korean), written by hand.
+DESCRIPTIONS = [
+    ("*/30 * * * *", "Every 30 minutes", "30분마다"),
+    ("0 */4 * * *", "Every 4 hours, on the hour", "4시간마다 정각"),
+    ("0 9 * * 1-5", "At 09:00, Monday through Friday", "09:00, 월요일~금요일"),
+    ("0 8 * * 2-6", "At 08:00, Tuesday through Saturday", "08:00, 화요일~토요일"),
+    ("0 0 1,15 * *", "At 00:00, on day 1 and 15 of the month", "00:00, 매월 1, 15일"),
+    ("30 2 * * *", "At 02:30, every day", "매일 02:30"),
+    ("0 0 * * *", "At 00:00, every day", "매일 00:00"),
+    ("0 9,18 * * *", "At 09:00 and 18:00, every day", "매일 09:00, 18:00"),
+    (
+        "0 9-17 * * *",
+        "Every hour from 09:00 to 17:00, every day",
+        "매일 09:00부터 17:00까지 매시간",
+    ),
+    ("0 * * * *", "Every hour, on the hour", "매시간 정각"),
+    ("15 * * * *", "Every hour, at 15 minutes past", "매시간 15분"),
+    ("*/5 * * * *", "Every 5 minutes", "5분마다"),
+    ("* * * * *", "Every minute", "매분"),
+    ("30 */2 * * *", "Every 2 hours, at 30 minutes past", "2시간마다 30분"),
+    (
+        "*/10 9 * * *",
+        "Every 10 minutes, between 09:00 and 09:59, every day",
+        "매일 10분마다, 09:00부터 09:59까지",
+    ),
+    ("0 12 1 * *", "At 12:00, on day 1 of the month", "12:00, 매월 1일"),
+]
+
+
+@pytest.mark.parametrize(("expr", "english", "korean"), DESCRIPTIONS)
+def test_descriptions_say_how_often_in_both_languages(expr, english, korean):
+    from opslib.cron_view import describe_en, describe_ko
+
+    assert describe_en(expr) == english
+    assert describe_ko(expr) == korean

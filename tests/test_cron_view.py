@@ -49,7 +49,7 @@ def test_korean_ranges_names_and_months():
 
 
 def test_english_sentence_uses_the_24_hour_clock():
-    assert cron_view.describe_en("30 21 * * *") == "At 21:30"
+    assert cron_view.describe_en("30 21 * * *") == "At 21:30, every day"
     assert "Monday through Friday" in cron_view.describe_en("0 9 * * 1-5")
     assert "21:30" in cron_view.describe_ko("30 21 * * *")
 

@@ -118,8 +118,10 @@ def test_comments_flow_mappings_and_secrets_of_another_file_survive(tmp_path):
     params_file.set_schedule(path, "0 0 1 * *", "Asia/Tokyo")
     after = lines(path)
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
-    assert changed == [10]  # the cron line only
-    assert after[10].startswith('  cron: "0 0 1 * *"') and "day 1 of the month" in after[10]
+    cron_line = next(i for i, line in enumerate(before) if line.startswith("  cron:"))
+    assert changed == [cron_line]  # the cron line only
+    assert after[cron_line].startswith('  cron: "0 0 1 * *"')
+    assert "day 1 of the month" in after[cron_line]
 
 
 def test_four_space_indent_single_quotes_and_a_missing_zone(tmp_path):
