@@ -72,6 +72,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from opslib import verify
+    from opslib.display import banner
 
     spec = load_spec(args.params)
     verdict = verify.verify(spec, progress=not args.quiet)
@@ -79,13 +80,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if len(verdict.tasks):
         print(f"\ntasks:\n{_table(verdict.tasks)}")
     print(f"\nlogs of the run:\n{_table(verdict.logs)}")
+    line = banner(
+        "passed" if verdict.passed else "failed",
+        f"verify {spec.job.name}",
+        ", ".join(verdict.run_ids[:1]),
+        detail="" if verdict.passed else f"attempt {verdict.attempt}",
+    )
     if not verdict.passed:
         from opslib import doctor
 
-        print(f"\nFAILED ({verdict.attempt})\n{_table(verify.error_lines(verdict))}")
+        print(f"\nerror lines:\n{_table(verify.error_lines(verdict))}")
         print(f"\ndoctor:\n{doctor.render(verdict.findings)}")
+        print(f"\n{line!r}")
         return 1
-    print("\nPASSED")
+    print(f"\n{line!r}")
     return 0
 
 
@@ -111,6 +119,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         spec, since=since, service_dir=args.service_dir, params=Path(args.params)
     )
     print(doctor.render(findings))
+    print(f"\n{doctor.verdict(findings, spec.job.name)!r}")
     if args.queries:
         print(f"\nlog queries:\n{_table(doctor.queries(spec, args.since)[['purpose', 'gcloud']])}")
     return 1 if doctor.has_errors(findings) else 0

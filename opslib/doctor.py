@@ -18,8 +18,12 @@ import textwrap
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from opslib.display import Banner
 
 from opslib.clients import Clients, clients_for
 from opslib.doctor_calls import check_job_errors, check_rate_limits
@@ -122,6 +126,18 @@ def problems(findings: pd.DataFrame) -> pd.DataFrame:
 
 def has_errors(findings: pd.DataFrame) -> bool:
     return bool((findings["severity"] == "error").any())
+
+
+def verdict(findings: pd.DataFrame, job: str) -> Banner:
+    """The doctor's one-line result: nothing wrong, or how many findings of which severity."""
+    from opslib.display import banner
+
+    counts = problems(findings)["severity"].value_counts()
+    if counts.empty:
+        return banner("passed", f"doctor {job}: nothing is wrong", word="OK")
+    summary = ", ".join(f"{n} {severity}" for severity, n in counts.items())
+    status = "failed" if "error" in counts else "warning"
+    return banner(status, f"doctor {job}: {summary}", word=f"{int(counts.sum())} FINDINGS")
 
 
 def render(findings: pd.DataFrame, width: int = 100) -> str:

@@ -260,14 +260,28 @@ def save(result: FleetVerdict, path: str | Path | None) -> None:
     Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def require_passed(result: FleetVerdict) -> None:
-    """Raise unless every job passed, naming each failed one with its cause."""
-    from opslib import verify_report
+def verdict(result: FleetVerdict) -> Any:
+    """The step's one-line result: PASSED / FAILED, which jobs, their run ids, the time."""
+    from opslib.display import banner
 
+    jobs = ", ".join(result.verdicts)
+    run_ids = ", ".join(r for v in result.verdicts.values() for r in v.run_ids[:1])
+    failed = [f"{j} ({v.attempt})" for j, v in result.verdicts.items() if not v.passed]
+    detail = f"failed: {', '.join(failed)}" if failed else ""
+    status = "failed" if failed else "passed"
+    return banner(status, f"verify {jobs}", run_ids, detail=detail)
+
+
+def require_passed(result: FleetVerdict) -> None:
+    """Show the verdict, then raise unless every job passed, naming each failed one."""
+    from opslib import verify_report
+    from opslib.display import show
+
+    show(verdict(result))
     failures = []
-    for job, verdict in result.verdicts.items():
+    for job, one in result.verdicts.items():
         try:
-            verify_report.require_passed(verdict)
+            verify_report.require_passed(one)
         except OpslibError as exc:
             failures.append(f"[{job}] {exc.what}")
     if failures:

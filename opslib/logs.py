@@ -43,6 +43,7 @@ COLUMNS = (
     "latency",
     "log",
     "revision",
+    "run_id",
 )
 PAGE_SIZE = 1000  # Cloud Logging's maximum pageSize
 _EMPTY: dict[str, Any] = {}
@@ -156,6 +157,7 @@ def _frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
         "latency": _seconds([h.get("latency") for h in requests]),
         "log": _log_ids([e.get("logName") for e in entries]),
         "revision": _text([r.get("revision_name") for r in resources]),
+        "run_id": _text([p.get("run_id") for p in payloads]),
     }
     return pd.DataFrame(columns, columns=list(COLUMNS))
 

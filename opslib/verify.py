@@ -58,6 +58,13 @@ class Verdict:
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
     tasks: pd.DataFrame = field(default_factory=pd.DataFrame)  # a Cloud Run job: one row a task
 
+    @property
+    def run_ids(self) -> list[str]:
+        """The run ids the job's own log lines carry (one per run; one per task attempt)."""
+        if self.logs.empty or "run_id" not in self.logs.columns:
+            return []
+        return [str(r) for r in self.logs["run_id"].dropna().unique()]
+
 
 def job_name(spec: Spec) -> str:
     return f"projects/{spec.project}/locations/{spec.region}/jobs/{spec.job.name}"

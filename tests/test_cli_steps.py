@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -46,7 +47,8 @@ def test_deploy_schedule_verify_logs_from_the_shell(tmp_path):
     assert again.returncode == 0 and "create" not in again.stdout.split("equivalent")[0]
     verified = opslib("verify", str(params), "--quiet")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert verified.stdout.rstrip().endswith("PASSED")
+    banner = verified.stdout.rstrip().splitlines()[-1]  # the verdict, last: what, run id, time
+    assert re.fullmatch(rf"PASSED  verify {spec.job.name}  run [0-9a-f]+  \d{{4}}-.+", banner)
     logs = opslib("logs", str(params), "--since", "1h")
     assert logs.returncode == 0 and spec.job.name in logs.stdout
     data["schedule"]["audience"] = "https://wrong.example"

@@ -152,7 +152,9 @@ def frame(columns: dict[str, list]) -> pd.DataFrame:
             "processed": "Int64",
             "errors": "Int64",
             "latency": "float64",
-            **dict.fromkeys(("severity", "message", "job", "status", "log", "revision"), "str"),
+            **dict.fromkeys(
+                ("severity", "message", "job", "status", "log", "revision", "run_id"), "str"
+            ),
         }
     )
 
@@ -182,6 +184,7 @@ def test_read_logs_builds_the_exact_frame(spec: Spec, clients: Clients) -> None:
             "latency": [np.nan, np.nan, np.nan, 0.912345678, np.nan, 900.000512],
             "log": [out, "run.googleapis.com/stderr", out, req, out, req],
             "revision": [rev1, rev1, rev1, rev2, rev1, rev2],
+            "run_id": ["5f0c2a9e11d04b7a", na, "5f0c2a9e11d04b7a", na, "5f0c2a9e11d04b7a", na],
         }
     )
 

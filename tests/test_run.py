@@ -95,7 +95,7 @@ def test_all_five_steps_then_a_second_run_changes_nothing(tmp_path):
     folder, data = summary(runs, job_of(params))
     assert [(s["step"], s["status"]) for s in data["steps"]] == [(n, "ok") for n in range(1, 6)]
     assert data["verify_passed"] is True and data["passed"] is True
-    assert "verify PASSED" in first.stdout and "scheduler attempt" in first.stdout
+    assert "PASSED  verify " in first.stdout and "scheduler attempt" in first.stdout
     for step in data["steps"]:
         book = nbformat.read(step["output"], as_version=4)
         assert book.metadata.papermill.exception is None
@@ -204,7 +204,7 @@ def test_make_demo_runs_the_examples_as_a_fleet_and_leaves_the_work_tree_clean()
         env=env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "verify PASSED" in result.stdout
+    assert "PASSED  verify fx-rates, kr-prices" in result.stdout
     rows = re.findall(r"^\s*(\S+)\s+batch-service\s+ok 1,2,3,4,5\s+PASSED$", result.stdout, re.M)
     assert sorted(rows) == ["fx-rates", "kr-prices"], result.stdout
     workspace = ROOT / "runs" / "workspace" / "service" / "batch_endpoint.py"
