@@ -84,6 +84,11 @@ class Fleet:
         return groups
 
     @property
+    def time_zone(self) -> str:
+        """The zone tables show times in: the first automation's (they usually share one)."""
+        return self.sessions[0].spec.schedule.time_zone
+
+    @property
     def service_dirs(self) -> list[Path]:
         return list(dict.fromkeys(s.service_dir for s in self.sessions))
 

@@ -9,6 +9,8 @@ steps 4-5 schedule and verify each job. Each function returns one table with a `
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +198,7 @@ class FleetVerdict:
     """Step 5 over the fleet: one verdict per job, passed only when every job passed."""
 
     verdicts: dict[str, Verdict]
+    time_zone: str = "UTC"  # the banner's clock: the jobs' own
 
     @property
     def passed(self) -> bool:
@@ -237,7 +240,8 @@ def verify(fleet: Fleet, progress: bool = True) -> FleetVerdict:
         {
             s.spec.job.name: verify_step.verify(s.spec, fleet.clients(s), progress=progress)
             for s in fleet.sessions
-        }
+        },
+        fleet.time_zone,
     )
 
 
@@ -269,7 +273,8 @@ def verdict(result: FleetVerdict) -> Any:
     failed = [f"{j} ({v.attempt})" for j, v in result.verdicts.items() if not v.passed]
     detail = f"failed: {', '.join(failed)}" if failed else ""
     status = "failed" if failed else "passed"
-    return banner(status, f"verify {jobs}", run_ids, detail=detail)
+    when = datetime.now(ZoneInfo(result.time_zone))
+    return banner(status, f"verify {jobs}", run_ids, when, detail=detail)
 
 
 def require_passed(result: FleetVerdict) -> None:
