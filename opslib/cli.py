@@ -12,6 +12,7 @@ import pandas as pd
 # Step modules load in their commands: `opslib run` starts its kernel without waiting for libcst.
 from opslib import cli_steps
 from opslib.errors import OpslibError
+from opslib.spec import Spec
 from opslib.spec_loader import load_spec
 from opslib.summary import summarize
 
@@ -21,16 +22,29 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from opslib.spec_loader import notes
+
     spec = load_spec(args.params)
     print(f"{args.params}: valid\n{_table(summarize(spec))}")
+    for note in notes(spec):
+        print(f"note: {note}")
     return 0
+
+
+def _folder(args: argparse.Namespace) -> tuple[Spec, Path]:
+    """The spec and its service folder: --service-dir as typed, else the spec's service_dir."""
+    from opslib.session import open_session
+
+    folder = args.service_dir.resolve() if args.service_dir else None
+    session = open_session(args.params, service_dir=folder)
+    return session.spec, session.ensure_service_dir()
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
     from opslib import scaffold
 
-    spec = load_spec(args.params)
-    plan = scaffold.scaffold(spec, args.service_dir, force=args.force, dry_run=args.dry_run)
+    spec, folder = _folder(args)
+    plan = scaffold.scaffold(spec, folder, force=args.force, dry_run=args.dry_run)
     print(_table(plan.to_frame()))
     return 0
 
@@ -42,9 +56,33 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         findings = endpoint_lint.lint(Path(args.target))
         print(_table(findings) if len(findings) else "endpoint checklist: no findings")
         return 1 if len(findings) else 0
-    spec = load_spec(args.target)
-    plan = endpoint.patch_endpoint(spec, args.service_dir, dry_run=args.dry_run)
+    args.params = args.target
+    spec, folder = _folder(args)
+    plan = endpoint.patch_endpoint(spec, folder, dry_run=args.dry_run)
     print(_table(plan.to_frame()))
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from opslib import destroy
+    from opslib.cli_steps import _plan_table
+    from opslib.session import open_session
+
+    folder = args.service_dir.resolve() if args.service_dir else None
+    session = open_session(args.params, service_dir=folder)
+    spec = session.spec
+    plan = destroy.destroy(
+        session, service=args.service, secrets=args.secrets, dry_run=args.dry_run
+    )
+    if not plan.pending:
+        print(f"nothing to destroy for {spec.job.name}")
+        return 0
+    print(_plan_table(plan.to_frame()))
+    if not args.dry_run:
+        print(
+            f"\n{spec.job.name} destroyed; {args.params} stays (delete it, or opslib run "
+            "parameters/ would bring the job back)"
+        )
     return 0
 
 
@@ -58,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.params,
             steps=args.steps,
             target=args.target,
-            source=args.source,
+            workspace=args.workspace,
             runs=args.runs,
             fresh=args.fresh,
             results=results,
@@ -69,25 +107,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         verdict = runner.verify_checks(results)
         if verdict is not None:
             print(f"\nverify:\n{_table(verdict)}")
+        jobs = runner.jobs_frame(results)
+        if jobs is not None:
+            print(f"\nautomations:\n{_table(jobs)}")
     if verdict is not None:
-        print("verify PASSED")
+        from opslib.display import banner
+
+        jobs = ", ".join(dict.fromkeys(verdict["job"]))
+        print(f"\n{banner('passed', f'verify {jobs}')!r}")
     return 0
 
 
 def cmd_localcloud(args: argparse.Namespace) -> int:
+    from opslib.errors import BadInput
     from opslib.localcloud import control
 
     state = Path(args.state)
+    if args.all and args.action != "stop":
+        raise BadInput("localcloud", f"--all goes with stop, not {args.action}", "use stop --all")
     if args.action == "start":
-        if not args.detach:
-            print(f"localcloud on http://127.0.0.1:{args.port} (state {state}); Ctrl-C stops it")
         try:
+            if not args.detach and control.read(state) is None:
+                control.check_port(args.port)  # before the banner: the exec never returns
+                where = f"http://127.0.0.1:{args.port}" if args.port else "a free port"
+                print(f"localcloud on {where} (state {state}); Ctrl-C stops it")
             running = control.start(state, args.port, detach=args.detach)
+        except control.PortBusy as exc:  # one line: who holds the port and how to free it
+            raise OpslibError("localcloud", str(exc)) from None
         except RuntimeError as exc:
             raise OpslibError("localcloud", str(exc), f"see {state}/server.log") from None
         print(f"localcloud running at {running.url} (pid {running.pid}, state {state})")
         return 0
     if args.action == "stop":
+        if args.all:
+            stopped = control.stop_all()
+            for running in stopped:
+                print(f"localcloud stopped (pid {running.pid}, state {running.state})")
+            if not stopped:
+                print("no localcloud was running")
+            return 0
         print("localcloud stopped" if control.stop(state) else "localcloud was not running")
         return 0
     running = control.read(state)
@@ -107,9 +165,19 @@ def _localcloud_parser(sub: argparse._SubParsersAction) -> None:
 
     lc = sub.add_parser("localcloud", help="the local Google Cloud: start, stop, status, env")
     lc.add_argument("action", choices=["start", "stop", "status", "env"])
-    lc.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    lc.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"default {DEFAULT_PORT}; 0 picks a free port (when another localcloud holds it)",
+    )
     lc.add_argument("--state", type=Path, default=DEFAULT_STATE, help="where its state lives")
     lc.add_argument("--detach", action="store_true", help="start in the background")
+    lc.add_argument(
+        "--all",
+        action="store_true",
+        help="with stop: every localcloud this user started (any state directory)",
+    )
     lc.set_defaults(func=cmd_localcloud)
 
 
@@ -123,26 +191,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     scaf = sub.add_parser("scaffold", help="step 1: write the job module and its test")
     scaf.add_argument("params", type=Path)
-    scaf.add_argument("--service-dir", type=Path, default=Path("service"))
+    scaf.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
     scaf.add_argument("--force", action="store_true", help="replace a job module that differs")
     scaf.add_argument("--dry-run", action="store_true", help="show the plan only")
     scaf.set_defaults(func=cmd_scaffold)
 
     endp = sub.add_parser("endpoint", help="step 2: add the route; --check lints every route")
     endp.add_argument("target", help="PARAMS.yaml, or SERVICE_DIR with --check")
-    endp.add_argument("--service-dir", type=Path, default=Path("service"))
+    endp.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
     endp.add_argument("--check", action="store_true", help="lint routes against the checklist")
     endp.add_argument("--dry-run", action="store_true", help="show the plan only")
     endp.set_defaults(func=cmd_endpoint)
 
-    run = sub.add_parser("run", help="run the step notebooks (papermill) for one automation")
-    run.add_argument("params", type=Path)
+    run = sub.add_parser("run", help="run the step notebooks (papermill) for automations")
+    run.add_argument("params", type=Path, nargs="+", help="PARAMS.yaml files and/or folders")
     run.add_argument("--steps", default="1-5", help="which steps, e.g. 1-5 (default), 3, 1-2,4")
     run.add_argument("--target", choices=["local", "gcp"], help="override the file's target")
-    run.add_argument("--source", type=Path, help="the service to copy (default: service/)")
-    run.add_argument("--runs", type=Path, help="where copies and notebooks go (default: runs/)")
-    run.add_argument("--fresh", action="store_true", help="copy service/ again")
+    run.add_argument(
+        "--workspace",
+        type=Path,
+        help="work on copies of the service folders under this folder (made once; "
+        "default: the project's own service folders)",
+    )
+    run.add_argument("--runs", type=Path, help="where the notebooks go (default: runs/)")
+    run.add_argument("--fresh", action="store_true", help="copy the workspace folders again")
     run.set_defaults(func=cmd_run)
+    des = sub.add_parser("destroy", help="remove one automation; the others on its service stay")
+    des.add_argument("params", type=Path)
+    des.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
+    des.add_argument("--dry-run", action="store_true", help="show the plan only")
+    des.add_argument(
+        "--service", action="store_true", help="delete the service when no job remains on it"
+    )
+    des.add_argument(
+        "--secrets", action="store_true", help="delete its secrets no other automation mounts"
+    )
+    des.set_defaults(func=cmd_destroy)
     _localcloud_parser(sub)
     cli_steps.add_parsers(sub)
     return parser

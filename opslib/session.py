@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -86,18 +85,11 @@ def ensure_localcloud(state: Path) -> str:
     running = control.read(state)
     if running is None:
         # The usual port, unless another state directory's localcloud already holds it.
-        port = control.DEFAULT_PORT if _port_free(control.DEFAULT_PORT) else 0
-        running = control.start(state, port=port, detach=True)
-    return running.url
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+            running = control.start(state, port=control.pick_port(), detach=True)
+        except control.PortBusy:  # taken between the pick and the bind
+            running = control.start(state, port=0, detach=True)
+    return running.url
 
 
 def open_session(

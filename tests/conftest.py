@@ -1,9 +1,17 @@
-"""Shared fixtures: a fresh copy of the service, parameters files, a real gunicorn."""
+"""Shared fixtures: a fresh copy of the service, parameters files, a real gunicorn.
+
+It also makes the run fail when a process it started (localcloud, gunicorn, a service instance)
+outlives it: see `pytest_sessionfinish`.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +24,18 @@ DATA = Path(__file__).resolve().parent / "data"
 
 # The service's own modules (scripts.common.http, ...) are imported by some unit tests.
 sys.path.insert(0, str(SERVICE))
+
+# Every process this run starts inherits this marker (a run nested in a test adds its own id), so
+# the leak check finds them by it rather than by name. Service instances get an environment built
+# from scratch; the check finds those as descendants, or by their folder under a registered state.
+RUN_MARKER = "OPSLIB_TEST_RUN"
+RUN_ID = uuid.uuid4().hex
+os.environ[RUN_MARKER] = ",".join(filter(None, [os.environ.get(RUN_MARKER), RUN_ID]))
+# The tests' localclouds go in a registry of their own, never the user's (`stop --all`).
+REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="opslib-test-registry-"))
+os.environ["OPSLIB_REGISTRY"] = str(REGISTRY_DIR / "localclouds.json")
+# How long processes stopped at the end may take to exit before they count as leaked.
+LEAK_GRACE = float(os.environ.get("OPSLIB_TEST_LEAK_GRACE", "20"))
 
 
 def copy_service(target: Path) -> Path:
@@ -60,3 +80,87 @@ def write_params(tmp_path: Path):
 def tool(name: str) -> str:
     """A console script installed next to this interpreter (ruff, opslib, gunicorn)."""
     return str(Path(sys.executable).parent / name)
+
+
+def _processes() -> dict[int, tuple[int, bytes, str, str]]:
+    """Every live process: pid -> (parent pid, environ, cwd, command line)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] in ("Z", "X"):  # exited, only not reaped yet
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+        table[int(entry)] = (int(fields[1]), environ, cwd, cmdline.decode(errors="replace"))
+    return table
+
+
+def leaked_processes(run_id: str = RUN_ID) -> dict[int, str]:
+    """Live processes this run started (pid -> command line), never picked by name.
+
+    Ours: those whose environment carries `run_id`, those running in or named after a state
+    directory this run's localclouds registered (an instance whose localcloud died), and every
+    descendant of either or of this process.
+    """
+    from opslib.localcloud import control
+
+    states = [str(state) for state in control.registered()]
+    table = _processes()
+    me = os.getpid()
+    ancestors = {me}
+    pid = me
+    while pid in table and table[pid][0] not in ancestors and table[pid][0] > 0:
+        pid = table[pid][0]
+        ancestors.add(pid)
+
+    def ours(environ: bytes, cwd: str, cmdline: str) -> bool:
+        for variable in environ.split(b"\0"):
+            name, _, value = variable.partition(b"=")
+            if name == RUN_MARKER.encode() and run_id in value.decode(errors="replace").split(","):
+                return True
+        return any(cwd == s or cwd.startswith(s + "/") or s in cmdline for s in states)
+
+    found = {pid for pid, (_, *seen) in table.items() if pid not in ancestors and ours(*seen)}
+    roots = found | {me}
+    for pid in table:  # descendants: walk each process's parents up to one of ours
+        chain, parent = [], pid
+        while parent in table and parent not in roots and parent not in chain:
+            chain.append(parent)
+            parent = table[parent][0]
+        if parent in roots and pid != me:
+            found.add(pid)
+    return {pid: table[pid][3] for pid in sorted(found - ancestors)}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process it started is still alive once everything has been stopped."""
+    lc = sys.modules.get("lc")
+    if lc is not None:  # the shared localcloud, otherwise stopped only at exit
+        lc._stop()
+    deadline = time.monotonic() + LEAK_GRACE
+    leaked = leaked_processes()
+    while leaked and time.monotonic() < deadline:  # stopped ones may take a moment to exit
+        time.sleep(0.2)
+        leaked = leaked_processes()
+    shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
+    if not leaked:
+        return
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    lines = [f"leak check: {len(leaked)} process(es) this test run started are still running:"]
+    lines += [f"  pid {pid}: {cmdline.strip()[:300]}" for pid, cmdline in leaked.items()]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True, bold=line.startswith("leak"))
+        else:
+            print(line, file=sys.stderr)

@@ -483,7 +483,7 @@ def test_cloud_run_timeout_below_the_deadline_gives_504(scenarios):
     chain = one(findings, "deadline chain", "error")
     assert "cuts requests at 5s" in chain["finding"]
     assert "the spec already has deploy.timeout: 900s but the live one is 5s" in chain["fix"]
-    assert "opslib run PARAMS --steps 3-5" in chain["fix"]
+    assert "opslib deploy PARAMS" in chain["fix"]
 
 
 def test_cold_start_failure_with_min_instances_0_and_its_cost(scenarios):
@@ -550,7 +550,7 @@ def test_missing_invoker_role(scenarios):
     auth = one(findings, "auth", "error")
     assert "lacks roles/run.invoker" in auth["finding"]
     assert "PERMISSION_DENIED" in auth["evidence"] and "403" in auth["evidence"]
-    assert "opslib run PARAMS --steps 3-5" in auth["fix"]
+    assert "opslib deploy PARAMS" in auth["fix"]
 
 
 def test_revision_that_failed_to_start(scenarios):

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from opslib.localcloud import (
     cloudbuild,
+    jobs_api,
     logging_api,
     run_api,
     run_front,
@@ -53,6 +54,7 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     run = run_api.register(router, cloud)
     run.front = run_front.Front(cloud, run)
     cloud.services["run"] = run
+    cloud.services["runjobs"] = jobs_api.register(router, cloud, run)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app["cloud"], app["router"] = cloud, router
     _control_routes(app, cloud, router)
@@ -90,7 +92,9 @@ async def _housekeeping(cloud: Cloud, run: run_api.RunBackend) -> None:
 
 def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "pid": os.getpid(), "url": cloud.base_url})
+        # The state directory lets a second `start` on this port name the command that stops us.
+        answer = {"status": "ok", "pid": os.getpid(), "url": cloud.base_url}
+        return web.json_response({**answer, "state": str(cloud.state_dir)})
 
     async def clock(_: web.Request) -> web.Response:
         return web.json_response({"now": rfc3339(cloud.clock.now()), "offset": cloud.clock.offset})
@@ -105,13 +109,18 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
 
     async def token(request: web.Request) -> web.Response:
         body = await request.json()
-        email, audience = body.get("email"), body.get("audience")
+        email, audience, scope = body.get("email"), body.get("audience"), body.get("scope")
+        if email and scope and not audience:  # an OAuth access token, for Google APIs
+            return web.json_response({"token": tokens.mint_access(cloud, email, scope)})
         if not email or not audience:
-            return web.json_response({"error": "give email and audience"}, status=400)
+            return web.json_response({"error": "give email and audience (or scope)"}, status=400)
         return web.json_response({"token": tokens.mint(cloud, email, audience)})
 
     async def reset(_: web.Request) -> web.Response:
-        await cloud.services["run"].stop_all()
+        for service in list(cloud.services.values()):
+            stop_all = getattr(service, "stop_all", None)
+            if stop_all:
+                await stop_all()
         cloud.store.reset(keep=("localcloud", "projects"))
         for service in cloud.services.values():
             init = getattr(service, "init", None)
