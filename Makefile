@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/localcloud_proxy.py
 	$(BIN)/python benchmarks/logs_to_dataframe.py
 	$(BIN)/python benchmarks/end_to_end.py
+	$(BIN)/python benchmarks/fleet_status.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -131,7 +131,7 @@ def open_fleet(
 ) -> Fleet:
     """Every automation in `params` (files, folders, or one spec's keys from papermill -f)."""
     if any(v is not None for v in spec_keys.values()) or isinstance(params, str | os.PathLike):
-        if not any(v is not None for v in spec_keys.values()) and Path(params).is_dir():
+        if not any(v is not None for v in spec_keys.values()) and _locate(Path(params)).is_dir():
             params = [params]
         else:
             return Fleet([open_session(params, target, service_dir, workspace, **spec_keys)])

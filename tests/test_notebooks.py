@@ -29,10 +29,10 @@ NOTEBOOKS = ROOT / "notebooks"
 STEP_NOTEBOOKS = sorted(
     p
     for p in NOTEBOOKS.glob("0*.ipynb")
-    if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07"}
+    if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07", "08"}
 )
 PARAMETER_FILES = sorted((ROOT / "parameters").glob("*.yaml"))
-REQUIRED = [f"{n:02d}_" for n in range(8)]
+REQUIRED = [f"{n:02d}_" for n in range(9)]
 
 
 def declared(notebook: Path) -> set[str]:

@@ -1,0 +1,503 @@
+"""`opslib status` against the session's real localcloud: a fleet of 3 jobs on 2 services,
+deployed, scheduled and verified through the fleet steps, then every column checked; drift
+after a file changes, a failed row after a job raises, missing and paused rows; the number of
+API calls; the CLI's exit code; the 08_status notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import lc
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+from lc import call
+
+from conftest import EXAMPLE, ROOT, copy_service, tool
+from opslib import cron, cron_view, fleet_steps, status
+from opslib import deploy as step3
+from opslib import schedule as step4
+from opslib.errors import OpslibError
+from opslib.fleet import Fleet, open_fleet
+from opslib.scaffold import module_path
+
+CRON = {"a": "0 9 * * 1-5", "b": "30 7 * * *", "c": "0 18 * * *"}
+ZONE = {"a": "Asia/Seoul", "b": "Asia/Seoul", "c": "Asia/Tokyo"}
+
+
+@pytest.fixture(autouse=True)
+def localcloud(monkeypatch):
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", lc.server().url)
+
+
+def write_spec(folder: Path, name: str, service: str, job_id: str, **changes) -> Path:
+    """example.yaml for one job (no min instance kept warm), with `changes` merged in."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["service"], data["region"] = service, lc.REGION
+    data["job"] = {"name": job_id, "description": f"status test {name}"}
+    data["schedule"] |= {"cron": CRON.get(name, "0 9 * * *"), "time_zone": ZONE.get(name, "UTC")}
+    data["deploy"]["min_instances"] = 0
+    for key, value in changes.items():
+        data[key] = data[key] | value if isinstance(value, dict) else value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory):
+    """A project: jobs a and b on one service (service/), c on its own (services/<id>), all
+    through steps 1-5; deleted from localcloud afterwards."""
+    root = tmp_path_factory.mktemp("status")
+    copy_service(root / "service")
+    folder = root / "parameters"
+    folder.mkdir()
+    one, two = lc.unique("st"), lc.unique("st")
+    write_spec(folder, "a", one, lc.unique("job-a"))
+    write_spec(folder, "b", one, lc.unique("job-b"))
+    write_spec(folder, "c", two, lc.unique("job-c"), service_dir=f"services/{two}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPSLIB_LOCALCLOUD_URL", lc.server().url)
+        fleet = open_fleet(folder)
+        try:
+            steps_1_to_5(fleet)
+            yield root
+        finally:
+            clean_up(fleet)
+
+
+def steps_1_to_5(fleet: Fleet) -> None:
+    fleet_steps.write_functions(fleet)
+    fleet_steps.patch_endpoints(fleet)
+    fleet_steps.deploy(fleet, progress=False)
+    fleet_steps.schedule(fleet)
+    verdict = fleet_steps.verify(fleet, progress=False)
+    assert verdict.passed, verdict.summary().to_string()
+
+
+def clean_up(fleet: Fleet) -> None:
+    """No job of this module fires when later tests move localcloud's clock."""
+    for session in fleet.sessions:
+        step4.delete(session.spec, fleet.clients(session))
+    for sessions in fleet.services.values():
+        name = step3.service_name(sessions[0].spec)
+        fleet.clients(sessions[0]).run.delete_service(name=name).result(timeout=60)
+
+
+def fleet_of(project: Path, folder: str = "parameters") -> Fleet:
+    return open_fleet(project / folder)
+
+
+def by_job(frame: pd.DataFrame, fleet: Fleet) -> dict[str, pd.Series]:
+    """Rows by the file they come from (a, b, c, ...)."""
+    names = {s.spec.job.name: s.params.stem for s in fleet.sessions}
+    return {names[row["job"]]: row for _, row in frame.iterrows()}
+
+
+def copy_parameters(project: Path, name: str) -> Path:
+    """A second parameters folder in the project, to change files without touching the first."""
+    folder = project / name
+    shutil.copytree(project / "parameters", folder)
+    return folder
+
+
+def opslib_status(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+    command = [tool("opslib"), "status", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=project, env=env)
+
+
+def mark() -> int:
+    return call("/_localcloud/calls?since=1000000000")[1]["next"]
+
+
+def calls_since(start: int) -> list[tuple[str, str]]:
+    return [(c["method"], c["path"]) for c in call(f"/_localcloud/calls?since={start}")[1]["calls"]]
+
+
+def on_clock(when: datetime, zone: str) -> pd.Timestamp:
+    return pd.Timestamp(when.astimezone(cron.zone_info(zone)).replace(microsecond=0))
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_every_column_of_a_healthy_fleet(project):
+    fleet = fleet_of(project)
+    frame = status.status(fleet, since="1h")
+    assert list(frame.columns) == list(status.COLUMNS)
+    rows = by_job(frame, fleet)
+    assert sorted(rows) == ["a", "b", "c"]
+    clients = fleet.clients(fleet.sessions[0])
+    for session in fleet.sessions:
+        spec, row = session.spec, rows[session.params.stem]
+        live = clients.scheduler.get_job(name=step4.job_path(spec))
+        service = clients.run.get_service(name=step3.service_name(spec))
+        zone = ZONE[session.params.stem]
+        assert (row["service"], row["job"]) == (spec.service, spec.job.name)
+        assert (row["health"], row["state"], row["drift"]) == ("ok", "enabled", "")
+        assert (row["cron"], row["time_zone"]) == (CRON[session.params.stem], zone)
+        assert row["cron_ko"] == cron_view.describe_ko(row["cron"])
+        assert row["cron_en"] == cron_view.describe_en(row["cron"])
+        assert row["next_run"] == on_clock(live.schedule_time, zone)
+        assert str(row["next_run"].tz) == zone
+        hour, minute = (int(v) for v in reversed(row["cron"].split()[:2]))
+        assert (row["next_run"].hour, row["next_run"].minute) == (hour, minute)
+        assert row["last_attempt"] == on_clock(live.last_attempt_time, zone)
+        assert row["last_status"] == "OK"
+        assert str(row["last_run"].tz) == zone
+        assert abs(row["last_run"] - row["last_attempt"]) < pd.Timedelta(seconds=30)
+        assert row["run_status"] == "success"
+        assert 0 <= row["duration_s"] < 30
+        assert (row["processed"], row["errors"]) == (0, 0)  # the generated job processes nothing
+        assert row["revision"] == service.latest_ready_revision.rsplit("/", 1)[-1]
+    assert rows["a"]["revision"] == rows["b"]["revision"] != rows["c"]["revision"]
+    assert rows["a"]["cron_en"] == "At 09:00, Monday through Friday"
+    assert "09:00" in rows["a"]["cron_ko"] and "월요일" in rows["a"]["cron_ko"]
+    assert status.healthy(frame)
+    assert status.summary(frame) == "3 automations: 3 healthy, 0 failed, 0 drifted"
+
+
+def test_one_call_per_location_and_one_entries_list(project):
+    fleet = fleet_of(project)
+    start = mark()
+    frame = status.status(fleet, since="1h")
+    parent = f"/projects/{lc.PROJECT}/locations/{lc.REGION}"
+    assert sorted(calls_since(start)) == [
+        ("GET", f"/v1{parent}/jobs"),
+        ("GET", f"/v2{parent}/services"),
+        ("POST", "/v2/entries:list"),
+    ]
+    assert len(frame) == 3
+
+
+def test_drift_names_each_field_and_the_cli_exits_1(project):
+    folder = copy_parameters(project, "drifted")
+    b, c = folder / "b.yaml", folder / "c.yaml"
+    b.write_text(b.read_text().replace(CRON["b"], "0 8 * * *"))
+    data = yaml.safe_load(c.read_text())
+    data["deploy"]["memory"] = "1Gi"
+    data["secrets"] = {"API_KEY": "api-key:latest"}
+    c.write_text(yaml.safe_dump(data, sort_keys=False))
+    fleet = fleet_of(project, "drifted")
+
+    rows = by_job(status.status(fleet, since="1h"), fleet)
+    assert (rows["b"]["health"], rows["b"]["drift"]) == (
+        "drifted",
+        "cron: '30 7 * * *' -> '0 8 * * *'",
+    )
+    assert rows["b"]["cron"] == "30 7 * * *", "the cron column is the live one, which fires"
+    assert rows["c"]["health"] == "drifted"
+    assert rows["c"]["drift"] == "memory: '2Gi' -> '1Gi'; secrets: [] -> ['API_KEY=api-key:latest']"
+    assert (rows["a"]["health"], rows["a"]["drift"]) == ("ok", "")
+
+    drifted = opslib_status(project, "drifted")
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    assert "cron: '30 7 * * *' -> '0 8 * * *'" in drifted.stdout
+    assert drifted.stdout.rstrip().endswith("3 automations: 1 healthy, 0 failed, 2 drifted")
+    clean = opslib_status(project)  # the project's parameters/ folder, from the cwd
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.rstrip().endswith("3 automations: 3 healthy, 0 failed, 0 drifted")
+
+
+def test_missing_and_paused_rows(project):
+    folder = copy_parameters(project, "more")
+    service_a = yaml.safe_load((folder / "a.yaml").read_text())["service"]
+    write_spec(folder, "d", service_a, lc.unique("job-d"))  # never scheduled, not in the source
+    write_spec(folder, "e", lc.unique("gone"), lc.unique("job-e"), service_dir="services/gone")
+    fleet = fleet_of(project, "more")
+    a = next(s for s in fleet.sessions if s.params.stem == "a")
+    step4.pause(a.spec, fleet.clients(a))
+    try:
+        frame = status.status(fleet, since="1h")
+    finally:
+        step4.resume(a.spec, fleet.clients(a))
+    rows = by_job(frame, fleet)
+    assert (rows["a"]["health"], rows["a"]["state"]) == ("paused", "paused")
+    assert pd.isna(rows["a"]["next_run"]) and rows["a"]["last_status"] == "OK"
+    for name in ("d", "e"):
+        row = rows[name]
+        assert (row["health"], row["state"], row["last_status"]) == ("missing", "missing", "no job")
+        assert (row["cron"], row["time_zone"]) == ("0 9 * * *", "Etc/UTC"), "the file's"
+        assert pd.isna(row["next_run"]) and pd.isna(row["last_attempt"])
+        assert pd.isna(row["last_run"]) and pd.isna(row["processed"])
+    route = fleet.sessions[3].spec.job.route
+    assert rows["d"]["drift"] == f"route: not served -> {route!r}"
+    assert rows["d"]["revision"] == rows["b"]["revision"] and rows["e"]["revision"] == ""
+    assert not status.healthy(frame)
+    assert status.summary(frame) == (
+        "5 automations: 3 healthy (1 paused), 0 failed, 0 drifted, 2 missing"
+    )
+
+
+def test_a_job_that_raises_is_a_failed_row(project):
+    fleet = fleet_of(project)
+    c = next(s for s in fleet.sessions if s.params.stem == "c")
+    module = module_path(c.spec, c.service_dir)
+    source = module.read_text()
+    before = by_job(status.status(fleet, since="1h"), fleet)["c"]["revision"]
+    module.write_text(
+        source.replace("    result = {", "    raise RuntimeError('boom')\n    result = {", 1)
+    )
+    try:
+        fleet_steps.deploy(fleet, progress=False)
+        verdict = fleet_steps.verify(fleet, progress=False)
+        assert [v.passed for v in verdict.verdicts.values()] == [True, True, False]
+
+        rows = by_job(status.status(fleet, since="1h"), fleet)
+        row = rows["c"]
+        assert (row["health"], row["state"], row["drift"]) == ("failed", "enabled", "")
+        assert row["last_status"].startswith("INTERNAL")
+        assert (row["run_status"], row["errors"]) == ("error", 1)
+        assert pd.isna(row["processed"]) and row["revision"] != before
+        assert rows["a"]["health"] == rows["b"]["health"] == "ok"
+        failed = opslib_status(project, "parameters")
+        assert failed.returncode == 1
+        assert failed.stdout.rstrip().endswith("3 automations: 2 healthy, 1 failed, 0 drifted")
+    finally:
+        module.write_text(source)
+        fleet_steps.deploy(fleet, progress=False)
+        assert fleet_steps.verify(fleet, progress=False).passed
+
+
+def test_the_notebook_shows_the_styled_table(project, tmp_path):
+    out = tmp_path / "08_status.ipynb"
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+    command = [tool("papermill"), str(ROOT / "notebooks" / "08_status.ipynb"), str(out)]
+    command += ["-p", "params", str(project / "parameters"), "-p", "since", "1h"]
+    result = subprocess.run(
+        [*command, "-k", "python3", "--no-progress-bar"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    job_c = yaml.safe_load((project / "parameters" / "c.yaml").read_text())["job"]["name"]
+    assert "<table" in html and job_c in html and "background-color" not in html  # all ok
+    texts = "".join(o.get("text", "") for o in outputs)
+    assert "3 automations: 3 healthy, 0 failed, 0 drifted" in texts
+
+
+# --- without localcloud: the rules and the rendering -----------------------------------------
+
+
+def row(**fields) -> dict:
+    base = {
+        "state": "enabled",
+        "run_status": "success",
+        "errors": 0,
+        "drift": "",
+    }
+    return base | fields
+
+
+@pytest.mark.parametrize(
+    ("fields", "attempt_failed", "word"),
+    [
+        ({}, False, "ok"),
+        ({"state": "missing", "run_status": "error"}, True, "missing"),
+        ({}, True, "failed"),
+        ({"run_status": "error"}, False, "failed"),
+        ({"errors": 2}, False, "failed"),
+        ({"state": "update_failed"}, False, "failed"),
+        ({"drift": "cron: 'x' -> 'y'", "errors": 1}, False, "failed"),
+        ({"drift": "cron: 'x' -> 'y'", "state": "paused"}, False, "drifted"),
+        ({"state": "paused", "run_status": None, "errors": None}, False, "paused"),
+    ],
+)
+def test_health_is_the_worst_that_applies(fields, attempt_failed, word):
+    assert status.health(row(**fields), attempt_failed) == word
+
+
+def frame_of(*healths: str) -> pd.DataFrame:
+    rows = [
+        {name: None for name in status.COLUMNS} | {"health": h, "drift": "", "job": f"j{i}"}
+        for i, h in enumerate(healths)
+    ]
+    return status.table(
+        [r | {"processed": 1, "errors": 0, "duration_s": 0.5, "service": "s"} for r in rows]
+    )
+
+
+def test_summary_counts_each_row_once_and_healthy_allows_paused():
+    frame = frame_of("ok", "paused", "failed", "drifted", "missing", "drifted")
+    assert status.summary(frame) == (
+        "6 automations: 2 healthy (1 paused), 1 failed, 2 drifted, 1 missing"
+    )
+    assert status.summary(frame_of("ok")) == "1 automation: 1 healthy, 0 failed, 0 drifted"
+    assert status.healthy(frame_of("ok", "paused")) and not status.healthy(frame_of("drifted"))
+    assert str(frame["processed"].dtype) == "Int64" and frame["duration_s"].dtype == "float64"
+
+
+def test_styled_colours_failed_and_missing_red_drifted_amber():
+    html = status.styled(frame_of("ok", "failed", "drifted", "missing", "paused")).to_html()
+    colours = {h: status.COLOURS.get(h) for h in ("failed", "drifted", "missing", "paused")}
+    assert colours["failed"] == colours["missing"] != colours["drifted"]
+    for colour in colours.values():
+        assert f"background-color: {colour}" in html
+
+
+def test_cli_text_cuts_long_cells_and_prints_each_drift_in_full():
+    frame = frame_of("drifted", "ok")
+    long = "; ".join(f"field{i}: 'a' -> 'b'" for i in range(10))
+    frame.loc[0, "drift"] = long
+    text = status.to_text(frame, width=30)
+    assert long not in text.split("drift (live -> file):")[0]
+    assert f"  j0: {long}" in text
+
+
+def test_log_filter_reads_only_the_end_lines_of_the_fleet(tmp_path):
+    copy_service(tmp_path / "service")
+    (tmp_path / "parameters").mkdir()
+    for name, service in (("a", "svc-one"), ("b", "svc-one"), ("c", "svc-two")):
+        folder = {"service_dir": "services/svc-two"} if name == "c" else {}
+        write_spec(tmp_path / "parameters", name, service, f"job-{name}", **folder)
+    specs = [s.spec for s in open_fleet(tmp_path / "parameters").sessions]
+    since = datetime(2026, 3, 2, tzinfo=UTC) - timedelta(hours=24)
+    text = status.log_filter(specs, since)
+    assert text == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name=("svc-one" OR '
+        '"svc-two") AND jsonPayload.job=("job-a" OR "job-b" OR "job-c") AND '
+        'jsonPayload.duration_ms:* AND timestamp>="2026-03-01T00:00:00Z"'
+    )
+
+
+def test_an_unreachable_target_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+    copy_service(tmp_path / "service")
+    (tmp_path / "parameters").mkdir()
+    write_spec(tmp_path / "parameters", "a", "svc-one", "job-a")
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(OpslibError, match="cannot reach the target") as caught:
+        status.status(open_fleet(tmp_path / "parameters"))
+    assert "opslib localcloud start" in caught.value.fix
+
+
+def cloud_run_job_fleet(tmp_path: Path) -> Fleet:
+    """A route job and a `runtime: job` automation (2 tasks) built from the same folder."""
+    copy_service(tmp_path / "service")
+    folder = tmp_path / "parameters"
+    folder.mkdir()
+    write_spec(folder, "a", "svc-one", "job-a")
+    backfill = {"runtime": "job", "tasks": 2, "parallelism": 1, "max_retries": 1}
+    write_spec(folder, "n", "svc-one", "backfill", job=backfill | {"task_timeout": "3h"})
+    return open_fleet(folder)
+
+
+def task_line(when: str, execution: str, task: int, **payload) -> dict:
+    labels = {"project_id": lc.PROJECT, "location": lc.REGION, "job_name": "backfill"}
+    return {
+        "timestamp": when,
+        "resource": {"type": "cloud_run_job", "labels": labels},
+        "labels": {status.EXECUTION_LABEL: execution, status.TASK_LABEL: str(task)},
+        "jsonPayload": {"job": "backfill", **payload},
+    }
+
+
+def test_a_cloud_run_job_row_reads_its_job_execution_and_tasks(tmp_path, monkeypatch):
+    """runtime: job (localcloud has no Cloud Run jobs yet): the live side made by hand."""
+    from google.cloud import run_v2, scheduler_v1
+
+    from opslib.deploy_job import job_name
+
+    fleet = cloud_run_job_fleet(tmp_path)
+    spec = fleet.sessions[1].spec
+    lines = [  # newest first, as entries:list answers `timestamp desc`
+        task_line("2026-03-01T17:40:00.123456789Z", "backfill-x1", 1, status="success",
+                  processed=3, errors=0, duration_ms=5000),
+        task_line("2026-03-01T17:39:00Z", "backfill-x1", 0, status="success", processed=4,
+                  errors=0, duration_ms=2000),
+        task_line("2026-03-01T17:31:00Z", "backfill-x1", 0, status="error", errors=1,
+                  duration_ms=900),  # task 0's first attempt, retried
+        task_line("2026-02-28T17:31:00Z", "backfill-x0", 0, status="error", errors=1,
+                  duration_ms=100),  # the execution before
+    ]  # fmt: skip
+    asked = {}
+
+    def entries_list(method: str, path: str, data: dict) -> dict:
+        asked.update(data)
+        return {"entries": lines}
+
+    connection = type("Connection", (), {"api_request": staticmethod(entries_list)})
+    fake = type("Clients", (), {"logging": type("Logging", (), {"_connection": connection})})
+    runs = status.read_runs(fake, [spec], datetime(2026, 3, 1, tzinfo=UTC))
+    assert (
+        'resource.type="cloud_run_job" AND resource.labels.job_name=("backfill")'
+        in (asked["filter"])
+    )
+    assert [len(found) for found in runs.values()] == [3]
+
+    scheduler_job = scheduler_v1.Job(
+        name=step4.job_path(spec),
+        schedule="0 9 * * *",
+        time_zone="UTC",
+        state=scheduler_v1.Job.State.ENABLED,
+        http_target={"uri": step4.run_job_url(spec)},
+        attempt_deadline=timedelta(seconds=900),
+        last_attempt_time=datetime(2026, 3, 1, 9, tzinfo=UTC),
+        schedule_time=datetime(2026, 3, 2, 9, tzinfo=UTC),
+        status={"code": 0},
+    )
+    container = {"image": "i", "resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}
+    run_job = run_v2.Job(
+        name=job_name(spec),
+        template={
+            "task_count": 2,
+            "parallelism": 2,
+            "template": {
+                "max_retries": 1,
+                "timeout": {"seconds": 10800},
+                "containers": [container],
+            },
+        },
+        latest_created_execution={
+            "name": f"{job_name(spec)}/executions/backfill-x1",
+            "completion_status": run_v2.ExecutionReference.CompletionStatus.EXECUTION_FAILED,
+        },
+    )
+    live = status.Live(
+        jobs={scheduler_job.name: scheduler_v1.Job.pb(scheduler_job)},
+        run_jobs={run_job.name: run_v2.Job.pb(run_job)},
+        runs=runs,
+    )
+    monkeypatch.setattr(status, "read_live", lambda fleet, since: live)
+    rows = by_job(status.status(fleet), fleet)
+    row = rows["n"]
+    assert (row["state"], row["revision"], row["drift"]) == (
+        "enabled",
+        "backfill-x1",
+        "parallelism: 2 -> 1",
+    )
+    assert row["last_run"] == pd.Timestamp("2026-03-01 17:40:00", tz="Etc/UTC")
+    assert row["next_run"] == pd.Timestamp("2026-03-02 09:00:00", tz="Etc/UTC")
+    assert (row["run_status"], row["duration_s"], row["processed"], row["errors"]) == (
+        "success",
+        5.0,
+        7,
+        0,
+    )
+    assert (row["last_status"], row["health"]) == ("OK", "failed"), "the execution failed"
+    assert rows["a"]["health"] == "missing", "no Scheduler job, no service for the route job"
+
+    succeeded = run_v2.ExecutionReference.CompletionStatus.EXECUTION_SUCCEEDED
+    run_job.latest_created_execution.completion_status = succeeded
+    live.run_jobs[run_job.name] = run_v2.Job.pb(run_job)
+    assert by_job(status.status(fleet), fleet)["n"]["health"] == "drifted"
+
+
+def test_log_filter_of_route_jobs_and_cloud_run_jobs_together(tmp_path):
+    specs = [s.spec for s in cloud_run_job_fleet(tmp_path).sessions]
+    assert status.log_filter(specs, datetime(2026, 3, 1, tzinfo=UTC)) == (
+        '((resource.type="cloud_run_revision" AND resource.labels.service_name=("svc-one") AND '
+        'jsonPayload.job=("job-a")) OR (resource.type="cloud_run_job" AND '
+        'resource.labels.job_name=("backfill"))) AND jsonPayload.duration_ms:* AND '
+        'timestamp>="2026-03-01T00:00:00Z"'
+    )
