@@ -52,7 +52,7 @@ def plan(spec: Spec, service_dir: Path) -> Patch:
     module = _plan_entry(path, info, spec, module, result)
     if not result.pending:
         return Patch(path, result, None)
-    new_source = _ensure_imports(module).code
+    new_source = ensure_imports(module, spec.job.overlap).code
     _verify(path, new_source, spec)
     return Patch(path, result, new_source)
 
@@ -258,7 +258,14 @@ def _quote(info: EndpointFile) -> str:
 
 
 def _add_route(module: cst.Module, info: EndpointFile, spec: Spec) -> cst.Module:
-    code = render("route.py.j2", job=spec.job, q=_quote(info), method=spec.schedule.http_method)
+    code = render(
+        "route.py.j2",
+        job=spec.job,
+        q=_quote(info),
+        method=spec.schedule.http_method,
+        overlap=spec.job.overlap,
+        deadline=int(spec.schedule.attempt_deadline),
+    )
     function = cst.parse_module(code).body[0]
     assert isinstance(function, cst.FunctionDef)
     blank = cst.EmptyLine(indent=False, whitespace=cst.SimpleWhitespace(""))
@@ -400,10 +407,13 @@ def _literal(text: str, quote: str) -> str:
     return f"{quote}{body}{quote}"
 
 
-def _ensure_imports(module: cst.Module) -> cst.Module:
-    """The names the route uses: flask's request and jsonify, and job_run."""
+def ensure_imports(module: cst.Module, overlap: str = "allow") -> cst.Module:
+    """The names a route uses: flask's request and jsonify, job_run, and the lease guard."""
     module = _ensure_from_import(module, "flask", ["jsonify", "request"])
-    return _ensure_from_import(module, "scripts.common.logs", ["job_run"])
+    module = _ensure_from_import(module, "scripts.common.logs", ["job_run"])
+    if overlap != "allow":
+        module = _ensure_from_import(module, "scripts.common", ["lease"])
+    return module
 
 
 def _ensure_from_import(module: cst.Module, source: str, names: list[str]) -> cst.Module:

@@ -176,6 +176,7 @@ def revisions(fleet: Fleet, limit: int = 3) -> pd.DataFrame:
             service=ss[0].spec.service
         )
         for ss in fleet.services.values()
+        if any(s.spec.job.effective_runtime == "service" for s in ss)  # a job-only folder: none
     ]
     return _service_first(frames)
 

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import DATA, EXAMPLE, SERVICE, copy_service, merge
 from opslib import endpoint_remove, localserve
-from opslib.endpoint import _ensure_imports, patch_endpoint
+from opslib.endpoint import ensure_imports, patch_endpoint
 from opslib.endpoint_remove import plan_removal, remove_job
 from opslib.endpoint_source import parse
 from opslib.errors import BadInput
@@ -128,7 +128,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 def with_imports(original: bytes) -> bytes:
     """The original plus the imports step 2 adds; destroy keeps those (other routes use them)."""
-    return _ensure_imports(cst.parse_module(original.decode())).code.encode()
+    return ensure_imports(cst.parse_module(original.decode()), "skip").code.encode()
 
 
 def orders(name: str, jobs: list[Spec], count: int = 3) -> list[tuple[Spec, ...]]:

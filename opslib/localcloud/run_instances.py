@@ -7,6 +7,8 @@ default startup probe). stdout/stderr lines become `run.googleapis.com/stdout|st
 entries: a JSON line becomes jsonPayload with its severity, a plain line textPayload.
 localcloud runs at most one instance per revision; min instances 0 means the instance stops
 after LOCALCLOUD_IDLE_SECONDS without requests and the next request is a real cold start.
+The module functions (command line, environment, secrets, log lines) are shared with Cloud Run
+jobs' tasks (jobs_runner), which run from the same images the same way.
 """
 
 from __future__ import annotations
@@ -151,19 +153,7 @@ class Instances:
         return instance
 
     def _argv(self, image: imagebuild.Image, container: dict[str, Any]) -> list[str]:
-        command = container.get("command") or image.entrypoint
-        args = (
-            container.get("args")
-            if container.get("command") or container.get("args")
-            else image.cmd
-        )
-        argv = [*command, *(args or [])] if command else list(args or [])
-        pyenv_bin = self.cloud.services["cloudbuild"].images / "envs" / image.pyenv / "bin"
-        if argv and "/" not in argv[0] and (pyenv_bin / argv[0]).exists():
-            argv[0] = str(pyenv_bin / argv[0])
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = str(pyenv_bin / "python")
-        return argv
+        return command_line(self.cloud, image, container)
 
     def _env(
         self,
@@ -173,21 +163,9 @@ class Instances:
         port: int,
         argv: list[str],
     ) -> dict[str, str]:
-        pyenv_bin = self.cloud.services["cloudbuild"].images / "envs" / image.pyenv / "bin"
         service = revision["service"].rsplit("/", 1)[-1]
-        env = {
-            "PATH": f"{pyenv_bin}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp",
-            "LANG": "C.UTF-8",
-            **image.env,
-        }
         project = revision["name"].split("/")[1]
-        for var in container.get("env", []):
-            source = (var.get("valueSource") or {}).get("secretKeyRef")
-            if source:
-                env[var["name"]] = self._secret(project, source)
-            else:
-                env[var["name"]] = var.get("value", "")
+        env = container_env(self.cloud, image, container, project)
         env.update(
             {
                 "PORT": str(port),
@@ -196,31 +174,13 @@ class Instances:
                 "K_CONFIGURATION": service,
             }
         )
-        # Where a container on Cloud Run finds its identity and Google's APIs: the metadata
-        # server (GCE_METADATA_HOST is google-auth's own override) and the API endpoints.
-        env["GCE_METADATA_HOST"] = f"127.0.0.1:{self.cloud.port}"
-        env["CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"] = f"{self.cloud.base_url}/"
-        env["GOOGLE_CLOUD_PROJECT"] = project
+        env.update(platform_env(self.cloud, project))
         if argv and os.path.basename(argv[0]) == "gunicorn":
             # Cloud Run's containers bind 0.0.0.0; localcloud keeps them on loopback.
             env["GUNICORN_CMD_ARGS"] = f"--bind=127.0.0.1:{port} " + env.get(
                 "GUNICORN_CMD_ARGS", ""
             )
         return env
-
-    def _secret(self, project: str, ref: dict[str, Any]) -> str:
-        secret = ref["secret"].split("/")[-1]
-        owner = ref["secret"].split("/")[1] if ref["secret"].startswith("projects/") else project
-        try:
-            data = self.cloud.services["secretmanager"].access(
-                owner, secret, ref.get("version", "latest")
-            )
-        except Exception as exc:
-            raise StartFailed(
-                f"SECRETS_ACCESS_CHECK_FAILED: Revision could not access secret {ref['secret']} "
-                f"version {ref.get('version', 'latest')}: {getattr(exc, 'message', exc)}"
-            ) from None
-        return data.decode("utf-8", errors="replace")
 
     async def _probe(self, instance: Instance, grace: float) -> None:
         """Cloud Run's default TCP startup probe, then `grace` seconds of staying alive."""
@@ -283,30 +243,7 @@ class Instances:
             "resource": self._resource(revision),
             "labels": {"instanceId": instance_id},
         }
-        payload = _json_object(text)
-        if payload is None:
-            entry["textPayload"], entry["severity"] = text, "DEFAULT"
-            return entry
-        entry["severity"] = str(payload.pop("severity", "DEFAULT")).upper()
-        for key, target in LIFTED.items():
-            if key in payload:
-                value = payload.pop(key)
-                entry[target] = {**entry["labels"], **value} if target == "labels" else value
-        for key in ("time", "timestamp"):
-            if isinstance(payload.get(key), str):
-                entry["timestamp"] = self._on_clock(payload.pop(key))
-        entry["jsonPayload"] = payload
-        return entry
-
-    def _on_clock(self, stamp: str) -> str:
-        """A container's own timestamp, moved onto localcloud's clock (which tests advance)."""
-        if not self.cloud.clock.offset:
-            return stamp
-        try:
-            when = parse_rfc3339(stamp)
-        except ValueError:
-            return stamp
-        return rfc3339(when + timedelta(seconds=self.cloud.clock.offset))
+        return log_line(self.cloud, entry, text)
 
     def _system(self, revision: dict[str, Any], text: str, instance_id: str) -> None:
         project = revision["name"].split("/")[1]
@@ -350,6 +287,98 @@ class Instances:
     async def close(self) -> None:
         for name in list(self.running):
             await self.stop(name)
+
+
+def command_line(cloud: Cloud, image: imagebuild.Image, container: dict[str, Any]) -> list[str]:
+    """The container's command + args, else the image's ENTRYPOINT + CMD, run from its venv."""
+    command = container.get("command") or image.entrypoint
+    args = container.get("args") if container.get("command") or container.get("args") else image.cmd
+    argv = [*command, *(args or [])] if command else list(args or [])
+    pyenv_bin = cloud.services["cloudbuild"].images / "envs" / image.pyenv / "bin"
+    if argv and "/" not in argv[0] and (pyenv_bin / argv[0]).exists():
+        argv[0] = str(pyenv_bin / argv[0])
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = str(pyenv_bin / "python")
+    return argv
+
+
+def container_env(
+    cloud: Cloud,
+    image: imagebuild.Image,
+    container: dict[str, Any],
+    project: str,
+    who: str = "Revision",
+) -> dict[str, str]:
+    """A fresh environment: PATH to the image's venv, the image's ENV, the container's env."""
+    pyenv_bin = cloud.services["cloudbuild"].images / "envs" / image.pyenv / "bin"
+    env = {
+        "PATH": f"{pyenv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        **image.env,
+    }
+    for var in container.get("env", []):
+        source = (var.get("valueSource") or {}).get("secretKeyRef")
+        env[var["name"]] = (
+            secret_value(cloud, project, source, who) if source else var.get("value", "")
+        )
+    return env
+
+
+def platform_env(cloud: Cloud, project: str) -> dict[str, str]:
+    """Where a container on Cloud Run finds its identity and Google's APIs: the metadata
+    server (GCE_METADATA_HOST is google-auth's own override) and the API endpoints."""
+    return {
+        "GCE_METADATA_HOST": f"127.0.0.1:{cloud.port}",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": f"{cloud.base_url}/",
+        "STORAGE_EMULATOR_HOST": cloud.base_url,  # GCS JSON API (google-cloud-storage's)
+        "GOOGLE_CLOUD_PROJECT": project,
+    }
+
+
+def secret_value(cloud: Cloud, project: str, ref: dict[str, Any], who: str = "Revision") -> str:
+    """A secretKeyRef's value from Secret Manager; StartFailed as Cloud Run words it."""
+    secret = ref["secret"].split("/")[-1]
+    owner = ref["secret"].split("/")[1] if ref["secret"].startswith("projects/") else project
+    try:
+        data = cloud.services["secretmanager"].access(owner, secret, ref.get("version", "latest"))
+    except Exception as exc:
+        raise StartFailed(
+            f"SECRETS_ACCESS_CHECK_FAILED: {who} could not access secret {ref['secret']} "
+            f"version {ref.get('version', 'latest')}: {getattr(exc, 'message', exc)}"
+        ) from None
+    return data.decode("utf-8", errors="replace")
+
+
+def log_line(cloud: Cloud, entry: dict[str, Any], text: str) -> dict[str, Any]:
+    """`entry` with one stdout/stderr line as Cloud Run logs it: a plain line is textPayload
+    (severity DEFAULT); a JSON object is jsonPayload with severity and special fields lifted."""
+    payload = _json_object(text)
+    if payload is None:
+        entry["textPayload"], entry["severity"] = text, "DEFAULT"
+        return entry
+    entry["severity"] = str(payload.pop("severity", "DEFAULT")).upper()
+    for key, target in LIFTED.items():
+        if key in payload:
+            value = payload.pop(key)
+            labels = entry.get("labels", {})
+            entry[target] = {**labels, **value} if target == "labels" else value
+    for key in ("time", "timestamp"):
+        if isinstance(payload.get(key), str):
+            entry["timestamp"] = _on_clock(cloud, payload.pop(key))
+    entry["jsonPayload"] = payload
+    return entry
+
+
+def _on_clock(cloud: Cloud, stamp: str) -> str:
+    """A container's own timestamp, moved onto localcloud's clock (which tests advance)."""
+    if not cloud.clock.offset:
+        return stamp
+    try:
+        when = parse_rfc3339(stamp)
+    except ValueError:
+        return stamp
+    return rfc3339(when + timedelta(seconds=cloud.clock.offset))
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

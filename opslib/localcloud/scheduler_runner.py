@@ -1,6 +1,10 @@
 """Fires Scheduler jobs: on their cron and time zone, with Scheduler's headers, OIDC token,
 attempt deadline and RetryConfig backoff, one execution of a job at a time.
 
+A target on run.googleapis.com (or a regional REGION-run.googleapis.com), such as a Cloud
+Run job's `jobs/J:run`, is served by localcloud's own Run API, never the internet. With
+`oauthToken` the call carries an access token localcloud signs for the account and scope
+(default cloud-platform); with `oidcToken` an ID token, which Google's APIs refuse (401).
 Each attempt writes AttemptStarted / AttemptFinished entries to
 `cloudscheduler.googleapis.com/executions`. Time comes from localcloud's clock: `advance`
 walks the clock from event to event, so a week of runs takes seconds and each run carries
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +45,9 @@ HTTP_TO_RPC = {
     504: "DEADLINE_EXCEEDED",
 }
 LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Google APIs localcloud serves itself: the Cloud Run Admin API, global or regional.
+RUN_API = re.compile(r"^https://(?:[a-z0-9-]+-)?run\.googleapis\.com(?::443)?(/.*)$")
 TYPE = "type.googleapis.com/google.cloud.scheduler.logging."
 
 
@@ -188,7 +196,7 @@ class Runner:
     async def _call(self, job: dict[str, Any], pending: Pending) -> tuple[int | None, str, str]:
         """One HTTP attempt: (HTTP status or None, rpc code name, message)."""
         target = job["httpTarget"]
-        uri = target["uri"]
+        uri = self._route(target["uri"])
         if not _is_local(uri):
             return None, "UNAVAILABLE", f"localcloud only calls targets on this machine, not {uri}"
         headers = self._headers(job, pending)
@@ -221,6 +229,11 @@ class Runner:
             f"URL_ERROR-ERROR_{code}. Original HTTP response code number = {status}",
         )
 
+    def _route(self, uri: str) -> str:
+        """A Run Admin API URL goes to localcloud's own Run API; any other stays as it is."""
+        match = RUN_API.match(uri)
+        return self.cloud.base_url + match.group(1) if match else uri
+
     def _headers(self, job: dict[str, Any], pending: Pending) -> dict[str, str]:
         target = job["httpTarget"]
         zone = ZoneInfo(zone_name(job))
@@ -234,13 +247,22 @@ class Runner:
             if zone.key == "UTC"
             else scheduled,
         }
-        oidc = target.get("oidcToken")
-        if oidc:
-            audience = oidc.get("audience") or target["uri"]
-            token = tokens.mint(self.cloud, oidc.get("serviceAccountEmail", ""), audience)
+        token = self._token(target)
+        if token:
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def _token(self, target: dict[str, Any]) -> str:
+        """The target's OIDC (ID) or OAuth (access) token, minted for this attempt."""
+        oidc, oauth = target.get("oidcToken"), target.get("oauthToken")
+        if oidc:
+            audience = oidc.get("audience") or target["uri"]
+            return tokens.mint(self.cloud, oidc.get("serviceAccountEmail", ""), audience)
+        if oauth:
+            scope = oauth.get("scope") or CLOUD_PLATFORM
+            return tokens.mint_access(self.cloud, oauth.get("serviceAccountEmail", ""), scope)
+        return ""
 
     def _plan_retry(self, name: str, job: dict[str, Any], pending: Pending) -> None:
         retry = job["retryConfig"]

@@ -3,6 +3,15 @@
 Buckets (insert/get/list/delete) and objects (multipart, media and resumable uploads; get,
 list, delete; `alt=media` downloads), with generations, md5Hash and crc32c as Google
 returns them. Object bytes live in the state directory.
+
+Request preconditions (`ifGenerationMatch`, `ifGenerationNotMatch`, `ifMetagenerationMatch`,
+`ifMetagenerationNotMatch`) are checked as Cloud Storage does, because locks are built on them
+(`ifGenerationMatch=0` = create only if absent): a write or delete that fails one answers 412
+with Google's `conditionNotMet` error; a read answers 412 for a failed *Match and 304 for a
+failed *NotMatch (as googleapis/storage-testbench, testbench/generation.py). The check and the
+write run with no await between them, so of two racing writers exactly one wins. Every write
+gets a new, strictly increasing generation; responses carry a `Date` header from localcloud's
+clock, the server time lease holders compare expiries against.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import re
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +38,66 @@ from opslib.localcloud.router import Call, Router
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 COLLECTION = "storage"
+PRECONDITIONS = (
+    "ifGenerationMatch",
+    "ifGenerationNotMatch",
+    "ifMetagenerationMatch",
+    "ifMetagenerationNotMatch",
+)
+CONDITION_NOT_MET = "At least one of the pre-conditions you specified did not hold."
+
+
+class ConditionNotMet(ApiError):
+    """412 in Cloud Storage's JSON error shape (errors[].reason), which clients branch on."""
+
+    def __init__(self) -> None:
+        super().__init__("FAILED_PRECONDITION", CONDITION_NOT_MET)
+
+    @property
+    def http_status(self) -> int:
+        return 412
+
+    def body(self) -> dict[str, Any]:
+        detail = {
+            "message": CONDITION_NOT_MET,
+            "domain": "global",
+            "reason": "conditionNotMet",
+            "locationType": "header",
+            "location": "If-Match",
+        }
+        return {"error": {"code": 412, "message": CONDITION_NOT_MET, "errors": [detail]}}
+
+
+def conditions(query: dict[str, str]) -> dict[str, int]:
+    """The request's preconditions as integers (Google sends and takes int64 as text)."""
+    found: dict[str, int] = {}
+    for name in PRECONDITIONS:
+        if name in query:
+            try:
+                found[name] = int(query[name])
+            except ValueError:
+                raise invalid(f"Invalid value for {name}: {query[name]}", name) from None
+    return found
+
+
+def unmet(obj: dict[str, Any] | None, wanted: dict[str, int]) -> str | None:
+    """The first precondition `obj` (None: no live object) does not meet, if any.
+
+    A missing object has generation 0, so ifGenerationMatch=0 means "only if absent"; an
+    ifGenerationNotMatch needs a live object (the JSON API reference says so).
+    """
+    generation = int(obj["generation"]) if obj else 0
+    metageneration = int(obj["metageneration"]) if obj else 0
+    for name, value in wanted.items():
+        failed = {
+            "ifGenerationMatch": value != generation,
+            "ifGenerationNotMatch": obj is None or value == generation,
+            "ifMetagenerationMatch": value != metageneration,
+            "ifMetagenerationNotMatch": value == metageneration,
+        }[name]
+        if failed:
+            return name
+    return None
 
 
 class Storage:
@@ -38,6 +108,7 @@ class Storage:
         self.data = cloud.store.collection(COLLECTION)
         self.init()
         self.blobs: Path = cloud.store.dir("storage-blobs")
+        self.last_generation = 0
 
     def init(self) -> None:
         for key in ("buckets", "objects", "uploads"):
@@ -58,6 +129,37 @@ class Storage:
             raise ApiError("NOT_FOUND", f"No such object: {bucket}/{name}")
         return self.data["objects"][key]
 
+    def current(self, bucket: str, name: str) -> dict[str, Any] | None:
+        """The live object, or None; the bucket must exist."""
+        self.bucket(bucket)
+        return self.data["objects"].get(f"{bucket}/{name}")
+
+    def live(self, bucket: str, name: str, query: dict[str, str]) -> dict[str, Any]:
+        """The object a read or delete names: 404 if absent or not the `generation` asked for."""
+        obj = self.object(bucket, name)
+        if "generation" in query and query["generation"] != obj["generation"]:
+            raise ApiError("NOT_FOUND", f"No such object: {bucket}/{name}")
+        return obj
+
+    def put(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        meta: dict[str, Any],
+        wanted: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Write unless a precondition fails (412); check and write are one step."""
+        if wanted and unmet(self.current(bucket, name), wanted):
+            raise ConditionNotMet()
+        return self.write(bucket, name, data, meta)
+
+    def next_generation(self) -> str:
+        """Microseconds of the clock, but always above the last one handed out."""
+        now = int(self.cloud.clock.time() * 1_000_000)
+        self.last_generation = max(now, self.last_generation + 1)
+        return str(self.last_generation)
+
     def read(self, bucket: str, name: str) -> bytes:
         """An object's bytes (Cloud Build reads its source through this)."""
         meta = self.object(bucket, name)
@@ -66,9 +168,11 @@ class Storage:
     def write(self, bucket: str, name: str, data: bytes, meta: dict[str, Any]) -> dict[str, Any]:
         self.bucket(bucket)
         digest = hashlib.sha256(data).hexdigest()
-        (self.blobs / digest).write_bytes(data)
+        blob = self.blobs / digest
+        if not blob.exists():  # named by its content: rewriting the same bytes is wasted I/O
+            blob.write_bytes(data)
         now = rfc3339(self.cloud.clock.now())
-        generation = str(int(self.cloud.clock.time() * 1_000_000))
+        generation = self.next_generation()
         url = self.cloud.base_url
         obj = {
             "kind": "storage#object",
@@ -91,8 +195,9 @@ class Storage:
             "timeStorageClassUpdated": now,
             "_blob": digest,
         }
-        if meta.get("metadata"):
-            obj["metadata"] = meta["metadata"]
+        for key in ("metadata", "cacheControl"):
+            if meta.get(key):
+                obj[key] = meta[key]
         self.data["objects"][f"{bucket}/{name}"] = obj
         self.save()
         return obj
@@ -102,14 +207,34 @@ def public(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if not k.startswith("_")}
 
 
-def _media_response(storage: Storage, bucket: str, name: str) -> web.Response:
-    meta = storage.object(bucket, name)
+def server_date(cloud: Cloud) -> dict[str, str]:
+    """The Date header on localcloud's clock (aiohttp's own would be real time)."""
+    return {"Date": format_datetime(cloud.clock.now(), usegmt=True)}
+
+
+def answer(cloud: Cloud, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, headers=server_date(cloud))
+
+
+def _read_check(storage: Storage, obj: dict[str, Any], query: dict[str, str]) -> None:
+    """A read's preconditions: a failed *NotMatch is 304 Not Modified, a failed *Match 412."""
+    failed = unmet(obj, conditions(query))
+    if failed is None:
+        return
+    if failed.endswith("NotMatch"):
+        raise web.HTTPNotModified(headers=server_date(storage.cloud))
+    raise ConditionNotMet()
+
+
+def _media_response(storage: Storage, obj: dict[str, Any]) -> web.Response:
     return web.Response(
-        body=storage.read(bucket, name),
-        content_type=meta["contentType"].split(";")[0],
+        body=(storage.blobs / obj["_blob"]).read_bytes(),
+        content_type=obj["contentType"].split(";")[0],
         headers={
-            "x-goog-generation": meta["generation"],
-            "x-goog-hash": f"crc32c={meta['crc32c']},md5={meta['md5Hash']}",
+            **server_date(storage.cloud),
+            "x-goog-generation": obj["generation"],
+            "x-goog-metageneration": obj["metageneration"],
+            "x-goog-hash": f"crc32c={obj['crc32c']},md5={obj['md5Hash']}",
         },
     )
 
@@ -174,13 +299,16 @@ def register(router: Router, cloud: Cloud) -> Storage:
         return web.Response(status=204)
 
     async def get_object(call: Call) -> Any:
-        bucket, name = call.params["bucket"], call.params["object"]
+        obj = storage.live(call.params["bucket"], call.params["object"], call.query)
+        _read_check(storage, obj, call.query)
         if call.request.query.get("alt") == "media":
-            return _media_response(storage, bucket, name)
-        return public(storage.object(bucket, name))
+            return _media_response(storage, obj)
+        return answer(cloud, public(obj))
 
     async def download(call: Call) -> web.Response:
-        return _media_response(storage, call.params["bucket"], call.params["object"])
+        obj = storage.live(call.params["bucket"], call.params["object"], call.query)
+        _read_check(storage, obj, call.query)
+        return _media_response(storage, obj)
 
     async def list_objects(call: Call) -> dict[str, Any]:
         bucket = call.params["bucket"]
@@ -194,15 +322,18 @@ def register(router: Router, cloud: Cloud) -> Storage:
         return {"kind": "storage#objects", "items": items}
 
     async def delete_object(call: Call) -> web.Response:
-        obj = storage.object(call.params["bucket"], call.params["object"])
+        obj = storage.live(call.params["bucket"], call.params["object"], call.query)
+        if unmet(obj, conditions(call.query)):
+            raise ConditionNotMet()
         del storage.data["objects"][f"{obj['bucket']}/{obj['name']}"]
         storage.save()
-        return web.Response(status=204)
+        return web.Response(status=204, headers=server_date(cloud))
 
     async def upload(call: Call) -> Any:
         bucket = call.params["bucket"]
         storage.bucket(bucket)
         kind = call.query.get("uploadType", "media")
+        wanted = conditions(call.query)
         raw = await call.request.read()
         if kind == "multipart":
             meta, data = _multipart(raw, call.request.headers.get("Content-Type", ""))
@@ -217,18 +348,18 @@ def register(router: Router, cloud: Cloud) -> Storage:
                 "bucket": bucket,
                 "name": call.query.get("name") or meta.get("name"),
                 "meta": meta,
-                "chunks": "",
+                "conditions": wanted,
             }
             location = (
                 f"{cloud.base_url}/upload/storage/v1/b/{bucket}/o"
                 f"?uploadType=resumable&upload_id={upload_id}"
             )
-            return web.json_response({}, headers={"Location": location})
+            return web.json_response({}, headers={"Location": location, **server_date(cloud)})
         else:
             raise invalid(f"Unsupported uploadType {kind!r}")
         if not name:
             raise invalid("Required parameter: name")
-        return public(storage.write(bucket, name, data, meta))
+        return answer(cloud, public(storage.put(bucket, name, data, meta, wanted)))
 
     async def resumable_put(call: Call) -> Any:
         upload_id = call.query.get("upload_id", "")
@@ -243,7 +374,10 @@ def register(router: Router, cloud: Cloud) -> Storage:
         if total == "*" or (total.isdigit() and len(data) < int(total)):
             return web.Response(status=308, headers={"Range": f"bytes=0-{len(data) - 1}"})
         del storage.data["uploads"][upload_id]
-        return public(storage.write(session["bucket"], session["name"], data, session["meta"]))
+        # Preconditions given when the upload started are checked when it completes.
+        wanted = session.get("conditions") or {}
+        obj = storage.put(session["bucket"], session["name"], data, session["meta"], wanted)
+        return answer(cloud, public(obj))
 
     router.add("POST", "/storage/v1/b", insert_bucket)
     router.add("GET", "/storage/v1/b", list_buckets)

@@ -1,8 +1,10 @@
-"""ID tokens: localcloud signs them (for Scheduler's OIDC and for callers) and checks them.
+"""Tokens localcloud signs (for Scheduler's OIDC and OAuth targets, and for callers) and checks.
 
-Tokens are JWTs with Google's ID-token claims (iss, aud, email, sub, iat, exp), signed with a
-key kept in the state directory; times come from localcloud's clock, so a token minted on an
-advanced clock is valid on it.
+ID tokens are JWTs with Google's ID-token claims (iss, aud, email, sub, iat, exp). Access tokens
+(Scheduler's `oauthToken`, for Google APIs) are JWTs too, with `scope` instead of `aud`, so an
+API can tell them apart: Google APIs refuse ID tokens. Both are signed with a key kept in the
+state directory; times come from localcloud's clock, so a token minted on an advanced clock is
+valid on it.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ def _key(cloud: Cloud) -> str:
     return data["token_key"]
 
 
+def _subject(email: str) -> str:
+    """A stable numeric `sub` for an account, as Google's tokens carry."""
+    return str(int(hashlib.sha256(email.encode()).hexdigest(), 16) % 10**21)
+
+
 def mint(cloud: Cloud, email: str, audience: str) -> str:
     """An ID token for `email` with audience `audience`, valid for an hour of clock time."""
     now = int(cloud.clock.time())
-    subject = str(int(hashlib.sha256(email.encode()).hexdigest(), 16) % 10**21)
+    subject = _subject(email)
     claims = {
         "iss": ISSUER,
         "aud": audience,
@@ -38,6 +45,20 @@ def mint(cloud: Cloud, email: str, audience: str) -> str:
         "sub": subject,
         "email": email,
         "email_verified": True,
+        "iat": now,
+        "exp": now + LIFETIME,
+    }
+    return jwt.encode(claims, _key(cloud), algorithm="HS256", headers={"kid": "localcloud"})
+
+
+def mint_access(cloud: Cloud, email: str, scope: str) -> str:
+    """An OAuth access token for `email` with `scope` (space-separated), valid for an hour."""
+    now = int(cloud.clock.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": _subject(email),
+        "email": email,
+        "scope": scope,
         "iat": now,
         "exp": now + LIFETIME,
     }
