@@ -229,12 +229,34 @@ def plan(
     missing = [a for a in accounts if a not in members]
     for account in accounts:
         result.add(_invoker_change(spec, account, account in missing, public))
+    bucket = spec.deploy.env.get("OPSLIB_LEASE_BUCKET")
+    if bucket:
+        result.add(_bucket_change(spec, clients, bucket))
     checked = preflight.check(spec, service_dir, clients, live)
     for change in checked.changes(spec, prune):
         result.add(change)
     template = desired_template(spec, image, checked.new_routes)
     grant = missing or (accounts if public else [])
     return DeployPlan(result, source, image, live, template, grant, public, checked)
+
+
+def _bucket_change(spec: Spec, clients: Clients, bucket: str) -> Change:
+    """The overlap guard's bucket: one lease object per job, created once per project."""
+    exists = clients.storage.bucket(bucket).exists()
+    return Change(
+        "deploy",
+        f"lease bucket gs://{bucket}",
+        "no change" if exists else "create",
+        detail="overlap guard (job.overlap skip/queue): one lease object per job; the "
+        "service's runtime account needs roles/storage.objectUser on it",
+        gcloud=shlex.join(
+            [
+                *("gcloud", "storage", "buckets", "create", f"gs://{bucket}"),
+                *(f"--project={spec.project}", f"--location={spec.region}"),
+                "--uniform-bucket-level-access",
+            ]
+        ),
+    )
 
 
 def _invoker_change(spec: Spec, member: str, missing: bool, public: list[str]) -> Change:
@@ -327,6 +349,12 @@ def apply(
     """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant."""
     if dp.plan.changes[0].action != "no change":
         build(spec, clients, dp.source, dp.image, progress)
+    for change in dp.plan.changes:
+        if change.resource.startswith("lease bucket") and change.action == "create":
+            with contextlib.suppress(exceptions.Conflict):  # made meanwhile: it exists
+                clients.storage.create_bucket(
+                    change.resource.removeprefix("lease bucket gs://"), location=spec.region
+                )
     if dp.checked is not None:
         preflight.prune(spec, clients, dp.checked, prune)
     if any(c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes):

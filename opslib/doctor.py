@@ -36,6 +36,7 @@ from opslib.doctor_checks import (
     check_service,
 )
 from opslib.doctor_facts import LOG_LIMIT, Facts, gather
+from opslib.doctor_overlap import check_overlap
 from opslib.doctor_routes import check_routes
 from opslib.doctor_timing import check_chain, check_cold_start, check_deadline
 from opslib.spec import Spec
@@ -52,6 +53,7 @@ CHECKS: tuple[Callable[[Facts], list[Finding]], ...] = (
     check_cold_start,
     check_rate_limits,
     check_job_errors,
+    check_overlap,
 )
 
 

@@ -251,8 +251,24 @@ def service_spec(specs: Sequence[Spec]) -> Spec:
             f"of service {specs[0].service}: keep one",
         )
     first = specs[0]
+    if any(s.job.overlap != "allow" for s in specs):  # the routes' lease guard needs its bucket
+        env[LEASE_ENV] = lease_bucket(first)
     deploy = first.deploy.model_copy(update={"env": env})
     return first.model_copy(update={"deploy": deploy, "secrets": secrets})
+
+
+LEASE_ENV = "OPSLIB_LEASE_BUCKET"
+
+
+def lease_bucket(spec: Spec) -> str:
+    """The bucket holding the overlap leases (one object per job) of a project."""
+    return f"{spec.project}-opslib-leases"
+
+
+def job_spec(spec: Spec) -> Spec:
+    """A Cloud Run job's spec with what its tasks need to guard against overlap."""
+    env = {**spec.deploy.env, "OPSLIB_OVERLAP": spec.job.overlap, "OPSLIB_REGION": spec.region}
+    return spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"env": env})})
 
 
 def invokers(specs: Sequence[Spec]) -> list[str]:

@@ -24,7 +24,7 @@ from opslib import endpoint as endpoint_step
 from opslib import schedule as scheduler
 from opslib import verify as verify_step
 from opslib.errors import OpslibError
-from opslib.fleet import Fleet, invokers, service_spec
+from opslib.fleet import Fleet, invokers, job_spec, service_spec
 from opslib.preflight import Prune
 from opslib.session import Session
 from opslib.spec import Spec
@@ -158,7 +158,7 @@ def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bo
         service = cloud_run.checked_plan(
             service_spec(routed), first.service_dir, clients, invokers(routed), prune, dry_run
         )
-    job_plans = [(spec, deploy_job.plan(spec, image, clients)) for spec in jobs]
+    job_plans = [(job_spec(s), deploy_job.plan(job_spec(s), image, clients)) for s in jobs]
     return _Group(first.spec, clients, source, image, service, job_plans)
 
 

@@ -752,3 +752,39 @@ def test_no_fix_points_at_its_own_finding(scenarios):
             assert not re.search(itself, row.fix), (name, row.check, row.fix)
             for pointed in re.findall(r"\[([^\]]+)\]", row.fix):
                 assert pointed in raised, (name, row.check, row.fix)
+
+
+def test_skipped_and_overlapping_runs_are_reported():
+    """The overlap guard's own log lines (lease.py): skips are info, overlaps a warning."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["service"], data["job"]["name"] = lc.unique("doc-overlap"), lc.unique("job")
+    spec = Spec.model_validate(data)
+    resource = {
+        "type": "cloud_run_revision",
+        "labels": {"service_name": spec.service, "location": spec.region},
+    }
+    log_name = f"projects/{lc.PROJECT}/logs/run.googleapis.com%2Fstdout"
+    payloads = [
+        {"message": "skipped: held by run a1", "status": "skipped"},
+        {"message": "skipped: held by run a1", "status": "skipped"},
+        {"message": "took over the lease of run a1, expired", "status": "took_over"},
+    ]
+    entries = [
+        {
+            "jsonPayload": {"job": spec.job.name, "run_id": f"r{i}", **p},
+            "resource": resource,
+            "logName": log_name,
+            "severity": "WARNING" if p["status"] == "took_over" else "INFO",
+        }
+        for i, p in enumerate(payloads)
+    ]
+    status, body = lc.call("/v2/entries:write", {"entries": entries})
+    assert status == 200, body
+    findings = doctor.diagnose(spec, new_clients(), since=timedelta(hours=1))
+    skipped = one(findings, "overlap", "info")
+    assert "2 run(s)" in skipped["finding"] and "job.overlap: queue" in skipped["fix"]
+    overlapped = one(findings, "overlap", "warning")
+    assert "1 run(s)" in overlapped["finding"] and "took over" in overlapped["evidence"]
+    quiet = Spec.model_validate({**data, "service": lc.unique("doc-calm")})
+    calm = rows(doctor.diagnose(quiet, new_clients(), since=timedelta(hours=1)), "overlap")
+    assert list(calm["severity"]) == ["ok"]

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import lc
@@ -23,6 +24,7 @@ from project import add_params, job_of, make_project
 
 from conftest import ROOT, tool
 from opslib.fleet import open_fleet
+from opslib.verify_job import execution_logs
 
 NIGHTLY = ROOT / "parameters" / "nightly-backfill.yaml"
 
@@ -48,7 +50,8 @@ def newest(runs: Path, job: str) -> Path:
 
 
 @pytest.fixture
-def nightly(tmp_path):
+def nightly(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", lc.server().url)
     root = make_project(tmp_path / "project")
     params = add_params(
         root, "nightly", NIGHTLY, service=lc.unique("svc"), job={"name": lc.unique("night")}
@@ -140,3 +143,44 @@ def test_a_task_that_fails_once_is_retried_and_one_that_keeps_failing_fails_veri
     verified = opslib(root, "verify", "parameters/nightly.yaml", "--quiet")
     assert verified.returncode == 1
     assert re.search(r"failed tasks\s+task 1: .*shard 1 cannot reach the archive", verified.stdout)
+
+
+def test_a_second_execution_while_one_runs_is_skipped(nightly):
+    """overlap: skip on a Cloud Run job: the later execution sees the earlier one running."""
+    root, params = nightly
+    job = job_of(params)
+    fleet = open_fleet(params)
+    from opslib import fleet_steps
+
+    fleet_steps.write_functions(fleet)
+    module = root / "service" / "scripts" / "batch" / f"{job.replace('-', '_')}.py"
+    _break(module, "False", "never")  # adds `import os` at the anchor; then a slow first run
+    module.write_text(
+        module.read_text().replace(
+            "    # Each task takes its share",
+            "    import time\n\n    time.sleep(4)\n    # Each task takes its share",
+            1,
+        )
+    )
+    fleet_steps.deploy(fleet, progress=False)
+    session = fleet.sessions[0]
+    clients, spec = session.clients, session.spec
+    name = f"projects/{spec.project}/locations/{spec.region}/jobs/{job}"
+    first = clients.jobs.run_job(name=name).metadata.name
+    time.sleep(1.5)
+    second = clients.jobs.run_job(name=name).metadata.name
+    done = {}
+    deadline = time.monotonic() + 60
+    while len(done) < 2 and time.monotonic() < deadline:
+        for execution in (first, second):
+            got = clients.executions.get_execution(name=execution)
+            if got.completion_time:
+                done[execution] = got
+        time.sleep(0.5)
+    assert len(done) == 2 and all(e.succeeded_count == 4 for e in done.values())
+    lines = {}
+    for execution in (first, second):
+        frame = execution_logs(clients, spec, done[execution])
+        lines[execution] = set(frame["status"].dropna())
+    assert "success" in lines[first] and "skipped" not in lines[first]
+    assert lines[second] == {"skipped"}, "every task of the later execution skipped the work"

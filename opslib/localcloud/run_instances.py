@@ -331,6 +331,7 @@ def platform_env(cloud: Cloud, project: str) -> dict[str, str]:
     return {
         "GCE_METADATA_HOST": f"127.0.0.1:{cloud.port}",
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER": f"{cloud.base_url}/",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN": f"{cloud.base_url}/",
         "STORAGE_EMULATOR_HOST": cloud.base_url,  # GCS JSON API (google-cloud-storage's)
         "GOOGLE_CLOUD_PROJECT": project,
     }
