@@ -727,8 +727,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     params = list(args.params) or [_default_params(project_root(Path.cwd()))]
     frame = status(open_fleet(params, target=args.target), since=args.since)
     print(to_text(frame))
-    print(f"\n{summary(frame)}")
+    print(f"\n{verdict(frame)!r}")
     return 0 if healthy(frame) else 1
+
+
+def verdict(frame: pd.DataFrame) -> Any:
+    """The page's one-line result: HEALTHY or UNHEALTHY, and the counts."""
+    from opslib.display import banner
+
+    ok = healthy(frame)
+    word = "HEALTHY" if ok else "UNHEALTHY"
+    return banner("passed" if ok else "failed", f"status: {summary(frame)}", word=word)
 
 
 def _default_params(root: Path) -> Path:

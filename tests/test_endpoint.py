@@ -90,8 +90,8 @@ def test_entries_follow_the_list_style(service_dir, write_params):
     )
     assert f"      {health},\n      {added},\n" in text
     assert "from flask import (\n  Flask,\n  jsonify,\n  request,\n)" in text
-    assert '\n  with (\n' in text and '\n  ):\n    if held.skipped:\n      return jsonify(' in text
-    assert '\n      return jsonify(held.response(make_response))\n    try:\n' in text
+    assert "\n  with (\n" in text and "\n  ):\n    if held.skipped:\n      return jsonify(" in text
+    assert "\n      return jsonify(held.response(make_response))\n    try:\n" in text
 
     use_file(service_dir, "module_constant_one_line")
     patch_endpoint(spec, service_dir)

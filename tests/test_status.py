@@ -200,10 +200,10 @@ def test_drift_names_each_field_and_the_cli_exits_1(project):
     drifted = opslib_status(project, "drifted")
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     assert "cron: '30 7 * * *' -> '0 8 * * *'" in drifted.stdout
-    assert drifted.stdout.rstrip().endswith("3 automations: 1 healthy, 0 failed, 2 drifted")
+    assert "UNHEALTHY  status: 3 automations: 1 healthy, 0 failed, 2 drifted  " in drifted.stdout
     clean = opslib_status(project)  # the project's parameters/ folder, from the cwd
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert clean.stdout.rstrip().endswith("3 automations: 3 healthy, 0 failed, 0 drifted")
+    assert "HEALTHY  status: 3 automations: 3 healthy, 0 failed, 0 drifted  " in clean.stdout
 
 
 def test_missing_and_paused_rows(project):
@@ -259,7 +259,7 @@ def test_a_job_that_raises_is_a_failed_row(project):
         assert rows["a"]["health"] == rows["b"]["health"] == "ok"
         failed = opslib_status(project, "parameters")
         assert failed.returncode == 1
-        assert failed.stdout.rstrip().endswith("3 automations: 2 healthy, 1 failed, 0 drifted")
+        assert "UNHEALTHY  status: 3 automations: 2 healthy, 1 failed, 0 drifted" in failed.stdout
     finally:
         module.write_text(source)
         fleet_steps.deploy(fleet, progress=False)

@@ -1,0 +1,62 @@
+"""The one table helper notebooks use, and the verdict banner: what a person reads."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from opslib.display import NA, banner, table
+
+
+def frame() -> pd.DataFrame:
+    long_message = "x" * 1999
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(["2026-12-04T00:30:00Z", None], utc=True),
+            "message": [long_message, {"processed": 3, "errors": 0, "note": "n" * 100}],
+            "ok": [True, False],
+            "processed": pd.Series([3, None], dtype="Int64"),
+            "latency": [np.nan, 0.5],
+            "job": ["fx-rates", None],
+        }
+    )
+
+
+def test_html_is_left_aligned_whole_with_one_missing_marker_and_local_time():
+    html = table(frame(), "Asia/Seoul")._repr_html_()
+    assert "text-align: left" in html and "white-space: pre-wrap" in html
+    assert "x" * 1999 in html, "a message under 2,000 characters is shown whole"
+    assert "2026-12-04 09:30:00 KST" in html, "timestamps on the job's clock, one format"
+    cells = [
+        re.sub(r"<span class=\"pd-t\">.*?</span>", "", cell, flags=re.S)
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)
+    ]
+    assert cells.count(NA) == 4, "NaT, <NA>, NaN and None all show as one marker"
+    assert "nan" not in cells and "<NA>" not in html and "None" not in cells
+    assert "row_heading" not in html and "level0_row0" not in html.split("<tbody>")[0], "no index"
+    assert "#e6f4ea" in html and "#fce8e6" in html, "ok and failed cells coloured"
+    assert '"note": "' in html, "a JSON value is written as JSON, with a tooltip"
+    assert "pd-t" in html or "tooltip" in html.lower()
+
+
+def test_a_value_of_2000_characters_or_more_is_cut_with_the_whole_in_a_tooltip():
+    html = table(pd.DataFrame({"message": ["y" * 2500]}))._repr_html_()
+    assert "y" * 1999 + "…" in html and "y" * 2500 in html  # cell cut, tooltip whole
+
+
+def test_text_output_is_the_dataframe_itself():
+    data = frame()
+    assert repr(table(data)) == repr(data), "papermill's text/plain and the CLI keep their text"
+
+
+def test_banner_is_a_plain_line_and_a_coloured_box():
+    passed = banner("passed", "verify fx-rates", "1a2b")
+    assert re.fullmatch(
+        r"PASSED  verify fx-rates  run 1a2b  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*", repr(passed)
+    )
+    assert "opslib-passed" in passed._repr_html_() and "#e6f4ea" in passed._repr_html_()
+    failed = banner("failed", "verify kr-prices", detail="attempt NOT_FOUND")
+    assert repr(failed).startswith("FAILED  verify kr-prices") and "NOT_FOUND" in repr(failed)
+    assert "#fce8e6" in failed._repr_html_()
