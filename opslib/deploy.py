@@ -113,9 +113,8 @@ def desired_template(spec: Spec, image: str, routes: list[str] | None = None) ->
     }
 
 
-def _live_fields(service: Any) -> dict[str, Any]:
-    template = service.template
-    container = template.containers[0]
+def container_fields(container: Any) -> dict[str, Any]:
+    """A live container's image, resources and env (secrets as secret:NAME:VERSION)."""
     env = {}
     for var in container.env:
         ref = var.value_source.secret_key_ref
@@ -124,11 +123,18 @@ def _live_fields(service: Any) -> dict[str, Any]:
         "image": container.image,
         "cpu": str(container.resources.limits.get("cpu", "")),
         "memory": str(container.resources.limits.get("memory", "")),
+        "env": env,
+    }
+
+
+def _live_fields(service: Any) -> dict[str, Any]:
+    template = service.template
+    return {
+        **container_fields(template.containers[0]),
         "timeout": int(template.timeout.total_seconds()),
         "min_instances": template.scaling.min_instance_count,
         "max_instances": template.scaling.max_instance_count,
         "concurrency": template.max_instance_request_concurrency,
-        "env": env,
     }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from google.api_core import exceptions
 
 from opslib.clients import Clients
-from opslib.deploy import INVOKER, desired_template
+from opslib.deploy import INVOKER, container_fields, desired_template
 from opslib.errors import OpslibError
 from opslib.plan import Change, Plan
 from opslib.progress import wait
@@ -57,20 +57,13 @@ def _live_fields(live: Any) -> dict[str, Any]:
     execution = live.template
     task = execution.template
     container = task.containers[0]
-    env = {}
-    for var in container.env:
-        ref = var.value_source.secret_key_ref
-        env[var.name] = f"secret:{ref.secret}:{ref.version}" if ref.secret else var.value
     return {
-        "image": container.image,
+        **container_fields(container),
         "command": list(container.command) + list(container.args),
-        "cpu": str(container.resources.limits.get("cpu", "")),
-        "memory": str(container.resources.limits.get("memory", "")),
         "tasks": execution.task_count,
         "parallelism": execution.parallelism,
         "max_retries": task.max_retries,
         "task_timeout": int(task.timeout.total_seconds()),
-        "env": env,
     }
 
 

@@ -434,6 +434,7 @@ def test_nothing_wrong_says_so_with_what_it_checked(scenarios):
         "cold start",
         "rate limit (429)",
         "job errors",
+        "overlap",
     }
     text = doctor.render(findings)
     assert text.startswith("nothing is wrong") and "checked and fine" in text

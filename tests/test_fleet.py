@@ -235,7 +235,8 @@ def test_the_rules_between_automations(tmp_path):
     fleet = open_fleet([root / "parameters", root / "parameters" / "a.yaml"])
     assert [s.spec.job.name for s in fleet.sessions] == ["job-a", "job-b"], "each file once"
     merged = service_spec([s.spec for s in fleet.sessions])
-    assert merged.deploy.env == {"MODE": "x"}
+    # Both jobs guard against overlap (the default): the service gets the lease bucket too.
+    assert merged.deploy.env == {"MODE": "x", "OPSLIB_LEASE_BUCKET": "demo-project-opslib-leases"}
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -78,6 +78,7 @@ def actions(notebook: Path) -> list[str]:
     """The action column of every plan the notebook showed."""
     found = []
     for line in outputs(notebook).splitlines():
+        line = line.split("gcloud ")[0]  # the equivalent command's own verbs are not actions
         for action in ("no change", "create", "update", "delete"):
             if f" {action} " in f" {line} " and line.split()[0].isdigit():
                 found.append(action)
