@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 def wait(operation: Any, label: str, progress: bool = True, timeout: float = 1800.0) -> Any:
     """The operation's result; shows elapsed time while it runs; raises its error."""
     started = time.monotonic()
-    with tqdm(desc=label, bar_format="{desc}: {elapsed}", disable=not progress, leave=False) as bar:
+    with tqdm(desc=label, bar_format="{desc}: {elapsed}", disable=not progress, leave=True) as bar:
         while not operation.done():
             if time.monotonic() - started > timeout:
                 break

@@ -130,7 +130,7 @@ def wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool
         desc=f"run {spec.job.name}",
         bar_format="{desc}: {elapsed}",
         disable=not progress,
-        leave=False,
+        leave=True,
     ) as bar:
         while time.monotonic() - started < limit:
             job = clients.scheduler.get_job(name=job_name(spec))

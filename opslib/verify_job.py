@@ -63,7 +63,7 @@ def _wait_for_execution(clients: Clients, spec: Spec, known: set[str], progress:
     started = time.monotonic()
     with tqdm(
         total=spec.job.tasks, desc=f"execution of {spec.job.name}", unit="task",
-        disable=not progress, leave=False,
+        disable=not progress, leave=True,
     ) as bar:  # fmt: skip
         while time.monotonic() - started < limit:
             execution = _new_execution(clients, spec, known)

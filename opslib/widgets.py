@@ -14,6 +14,7 @@ carries a stable CSS class (cron-preset, cron-custom, ...) for tests and styling
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -77,6 +78,7 @@ class CronPicker(w.VBox):
         self.add_class("cron-picker")
         self.report: CronReport = cron_view.report(expr, zone, (expr, zone), **self._when())
         self.last_write: Change | None = None
+        self.saved: list[Callable[[], None]] = []  # called after each write (the summary)
         self._status_text = ""
         self._syncing = False
         self._show(self.report)
@@ -124,6 +126,8 @@ class CronPicker(w.VBox):
         except OpslibError as exc:  # another key of the spec breaks a rule with this schedule
             return self._refuse(self.report, exc.render())
         chosen = f"{self.report.cron} in {self.report.time_zone}"
+        for callback in self.saved:
+            callback()
         if self.last_write.action == "no change":
             self._set_status(f"no change: {self.path} already has {chosen}")
         else:
@@ -156,6 +160,36 @@ class CronPicker(w.VBox):
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = self.text()  # the whole report, not a 110-character repr
+        return bundle
+
+
+def live_summary(params_path: str | Path, picker: CronPicker | None = None) -> SummaryView:
+    """What the parameters file says, redrawn each time the picker saves a schedule."""
+    return SummaryView(Path(params_path), picker)
+
+
+class SummaryView(w.HTML):
+    """The file read back through the loader, as a styled table that stays true."""
+
+    def __init__(self, path: Path, picker: CronPicker | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.add_class("quickstart-summary")
+        self.refresh()
+        if picker is not None:
+            picker.saved.append(self.refresh)
+
+    def refresh(self) -> None:
+        from opslib.display import styled
+        from opslib.spec_loader import load_spec
+        from opslib.summary import summarize
+
+        self.frame = summarize(load_spec(self.path))
+        self.value = styled(self.frame).to_html()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self.frame.to_string(index=False)
         return bundle
 
 

@@ -121,6 +121,29 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             process.wait()
 
 
+# Draws three Hangul syllables in the element's own font: with no font that has Hangul each is
+# the same .notdef box, so the three images are identical; with one they all differ.
+_GLYPHS = """(selector) => {
+  const family = getComputedStyle(document.querySelector(selector)).fontFamily;
+  const draw = (ch) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 64;
+    const context = canvas.getContext('2d');
+    context.font = `48px ${family}`;
+    context.fillText(ch, 4, 52);
+    return Array.from(context.getImageData(0, 0, 64, 64).data).join(',');
+  };
+  return ['월', '화', '수'].map(draw);
+}"""
+
+
+def _hangul_has_glyphs(page, selector: str) -> bool:
+    """True when the page's font draws Hangul (three distinct syllables, three images)."""
+    images = page.evaluate(_GLYPHS, selector)
+    blank = ",".join(["0"] * (64 * 64 * 4))
+    return len(set(images)) == 3 and blank not in images
+
+
 def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
     chromium = _require_chromium()
     from playwright.sync_api import expect, sync_playwright
@@ -164,6 +187,13 @@ def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
             expect(status).to_contain_text("saved to")
             expect(status).to_contain_text(": */30 * * * * in Asia/Seoul")
             assert load_spec(params).schedule.cron == "*/30 * * * *"
+            # The summary below follows the file without re-running its cell.
+            summary = page.locator(".quickstart-summary")
+            expect(summary).to_contain_text("*/30 * * * * (Every 30 minutes) in Asia/Seoul")
+            expect(summary).not_to_contain_text("0 9 * * 1-5")
+            assert _hangul_has_glyphs(page, ".cron-ko"), (
+                "Korean renders as identical boxes: install a CJK font (fonts-noto-cjk)"
+            )
 
             # A custom expression syncs on Enter (continuous_update=False).
             custom.fill("15 10 * * 1")
