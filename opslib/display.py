@@ -65,6 +65,9 @@ def styled(frame: pd.DataFrame, time_zone: str | None = None) -> Any:
             {"selector": "td", "props": "white-space: pre-wrap; max-width: 60em"},
         ]
     )
+    times = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if times:  # a timestamp on one line
+        styler = styler.set_properties(subset=times, **{"white-space": "nowrap"})
     status = [c for c in shown.columns if str(c).lower() in _STATUS_COLUMNS]
     if status:
         styler = styler.map(_colour, subset=status)

@@ -134,7 +134,8 @@ def verdict(findings: pd.DataFrame, job: str) -> Banner:
     """The doctor's one-line result: nothing wrong, or how many findings of which severity."""
     from opslib.display import banner
 
-    counts = problems(findings)["severity"].value_counts()
+    counts = problems(findings)["severity"].astype(str).value_counts()
+    counts = counts[counts > 0]
     if counts.empty:
         return banner("passed", f"doctor {job}: nothing is wrong", word="OK")
     summary = ", ".join(f"{n} {severity}" for severity, n in counts.items())

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
+import lc
 import pytest
 
 from conftest import ROOT
@@ -68,10 +69,11 @@ def _wait_for_server(url: str, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A JupyterLab serving a temporary copy of the notebook; yields (url, its folder)."""
+    """A JupyterLab serving a temporary copy of the notebooks; yields (url, their folder)."""
     work = tmp_path / "work" / "notebooks"
     work.mkdir(parents=True)
-    shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
+    for notebook in NOTEBOOK.parent.glob("*.ipynb"):
+        shutil.copy(notebook, work / notebook.name)
     dirs = {
         name: tmp_path / name for name in ("config", "runtime", "ipython", "settings", "spaces")
     }
@@ -87,6 +89,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "IPYTHONDIR": str(dirs["ipython"]),
         "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
         "JUPYTERLAB_WORKSPACES_DIR": str(dirs["spaces"]),
+        "OPSLIB_LOCALCLOUD_URL": lc.server().url,  # the kernels deploy to the test localcloud
     }
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -216,3 +219,89 @@ def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
             assert errors == []
         finally:
             browser.close()
+
+
+SHOTS = ROOT / "runs" / "screenshots"  # CI artifacts (runs/ is not committed)
+LAST_PROMPT_DONE = """() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  if (!panel) return false;
+  const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+  return prompts.length > 0 && prompts.every((p) => /\\[\\d+\\]/.test(p.textContent));
+}"""
+
+
+def _run_all(page, name: str) -> None:
+    """Open a notebook, Run All, and wait until every code cell has run."""
+    page.wait_for_function(
+        "() => !!window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:open')",
+        timeout=3 * WAIT_MS,
+    )
+    page.evaluate(
+        "(path) => window.jupyterapp.commands.execute('docmanager:open', {path})",
+        f"notebooks/{name}.ipynb",
+    )
+    page.wait_for_function(
+        "(name) => { const w = window.jupyterapp.shell.currentWidget;"
+        " return !!w && w.title.label === name; }",
+        arg=f"{name}.ipynb",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_function(KERNEL_IDLE, timeout=3 * WAIT_MS)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(LAST_PROMPT_DONE, timeout=3 * WAIT_MS)
+
+
+def test_the_steps_in_jupyterlab_end_with_a_verdict_and_readable_tables(lab, tmp_path):
+    """Steps 1-5 and the doctor, Run All in the browser on localcloud: the verdict banner shows,
+    tables are styled (no index, left-aligned), and the pages are kept as screenshots."""
+    chromium = _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    url, work = lab
+    root = work.parent
+    shutil.copytree(
+        ROOT / "service", root / "service", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "parameters").mkdir(exist_ok=True)
+    example = (ROOT / "parameters" / "example.yaml").read_text()
+    example = example.replace("service: batch-service", f"service: {lc.unique('lab')}")
+    example = example.replace("name: fx-rates", f"name: {lc.unique('labjob')}")
+    (root / "parameters" / "example.yaml").write_text(example)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=3 * WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(3 * WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}lab/tree/notebooks/01_write_function.ipynb")
+            for name in ("01_write_function", "02_patch_endpoint", "03_deploy", "04_schedule"):
+                _run_all(page, name)
+                shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output")
+                assert shown.filter(has_text="Traceback").count() == 0, name
+                if name == "03_deploy":
+                    page.screenshot(path=str(SHOTS / "03_deploy.png"), full_page=True)
+            _run_all(page, "05_verify")
+            verdict = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .opslib-verdict")
+            expect(verdict).to_contain_text("PASSED  verify labjob-")
+            expect(verdict).to_be_visible()
+            visible = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
+            table = page.locator(f"{visible} table").first
+            expect(table).to_be_visible()
+            assert page.locator(f"{visible} table th.row_heading").count() == 0
+            align = table.locator("td").first.evaluate("(td) => getComputedStyle(td).textAlign")
+            assert align == "left"
+            page.screenshot(path=str(SHOTS / "05_verify.png"), full_page=True)
+            _run_all(page, "07_troubleshoot")
+            shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .opslib-verdict")
+            expect(shown).to_contain_text("OK  doctor labjob-")
+            page.screenshot(path=str(SHOTS / "07_troubleshoot.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+    for shot in ("03_deploy", "05_verify", "07_troubleshoot"):
+        assert (SHOTS / f"{shot}.png").stat().st_size > 10_000

@@ -29,6 +29,7 @@ def test_html_is_left_aligned_whole_with_one_missing_marker_and_local_time():
     assert "text-align: left" in html and "white-space: pre-wrap" in html
     assert "x" * 1999 in html, "a message under 2,000 characters is shown whole"
     assert "2026-12-04 09:30:00 KST" in html, "timestamps on the job's clock, one format"
+    assert "white-space: nowrap" in html, "a timestamp stays on one line"
     cells = [
         re.sub(r"<span class=\"pd-t\">.*?</span>", "", cell, flags=re.S)
         for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)
