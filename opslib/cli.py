@@ -18,7 +18,20 @@ from opslib.summary import summarize
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False) if len(frame) else "(nothing)"
+    """Plain text, words left-aligned as people read them (numbers stay right-aligned)."""
+    if not len(frame):
+        return "(nothing)"
+    # Hand-made because pandas right-aligns every column of to_string's output.
+    cells = {c: ["" if pd.isna(v) else str(v) for v in frame[c]] for c in frame.columns}
+    left = {c: not pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns}
+    width = {c: max(len(str(c)), *map(len, cells[c])) for c in frame.columns}
+
+    def line(values: dict) -> str:
+        parts = [values[c].ljust(width[c]) if left[c] else values[c].rjust(width[c]) for c in width]
+        return "  ".join(parts).rstrip()
+
+    rows = [line({c: cells[c][i] for c in frame.columns}) for i in range(len(frame))]
+    return "\n".join([line({c: str(c) for c in frame.columns}), *rows])
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -304,7 +304,5 @@ def with_not_run(results: list[StepResult], chosen: list[int]) -> list[StepResul
 
 def summary_frame(results: list[StepResult], chosen: list[int] | None = None) -> pd.DataFrame:
     """step, status, seconds: the table the CLI prints at the end."""
-    rows = [
-        (f"{r.step} {r.notebook}", r.status, r.seconds) for r in with_not_run(results, chosen or [])
-    ]
-    return pd.DataFrame(rows, columns=["step", "status", "seconds"])
+    rows = [(r.step, r.notebook, r.status, r.seconds) for r in with_not_run(results, chosen or [])]
+    return pd.DataFrame(rows, columns=["step", "notebook", "status", "seconds"])

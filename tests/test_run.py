@@ -159,7 +159,7 @@ def test_a_failing_step_stops_the_run_and_its_notebook_shows_where(tmp_path):
 
     failed = opslib_run(params, runs)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    rows = re.findall(r"^\s*(\d) \w+\s+(ok|failed|not run)\s+[\d.]+$", failed.stdout, re.M)
+    rows = re.findall(r"^\s*(\d)\s+\w+\s+(ok|failed|not run)\s+[\d.]+$", failed.stdout, re.M)
     assert rows == [
         ("1", "ok"),
         ("2", "failed"),
