@@ -53,6 +53,7 @@ class DeployPlan:
     grant: list[str]  # invoker accounts to add (or public members to remove) on apply
     public_members: list[str] = field(default_factory=list)
     checked: preflight.Preflight | None = None
+    new_bucket: str | None = None  # the lease bucket to create on apply
 
 
 def pack(service_dir: Path) -> Source:
@@ -138,10 +139,28 @@ def _live_fields(service: Any) -> dict[str, Any]:
     }
 
 
+def desired_env(spec: Spec) -> dict[str, str]:
+    """The env the spec asks for, secrets as secret:NAME:VERSION (as container_fields reads)."""
+    env = dict(spec.deploy.env)
+    env.update({k: "secret:" + ":".join(v.rsplit(":", 1)) for k, v in spec.secrets.items()})
+    return env
+
+
+def env_flags(spec: Spec) -> list[str]:
+    """gcloud's --set-env-vars / --set-secrets for the spec (shared by services and jobs)."""
+    flags = []
+    if spec.deploy.env:
+        pairs = sorted(spec.deploy.env.items())
+        flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in pairs))
+    if spec.secrets:
+        pairs = sorted(spec.secrets.items())
+        flags.append("--set-secrets=" + ",".join(f"{k}={v}" for k, v in pairs))
+    return flags
+
+
 def _desired_fields(spec: Spec, image: str) -> dict[str, Any]:
     d = spec.deploy
-    env = dict(d.env)
-    env.update({k: "secret:" + ":".join(v.rsplit(":", 1)) for k, v in spec.secrets.items()})
+    env = desired_env(spec)
     return {
         "image": image,
         "cpu": str(d.cpu),
@@ -172,13 +191,8 @@ def gcloud_deploy(spec: Spec, image: str) -> str:
         f"--max-instances={d.max_instances}",
         "--no-allow-unauthenticated",
         "--quiet",
+        *env_flags(spec),
     ]
-    if d.env:
-        args.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in sorted(d.env.items())))
-    if spec.secrets:
-        args.append(
-            "--set-secrets=" + ",".join(f"{k}={v}" for k, v in sorted(spec.secrets.items()))
-        )
     return shlex.join(args)
 
 
@@ -188,6 +202,7 @@ def plan(
     clients: Clients | None = None,
     invokers: list[str] | None = None,
     prune: preflight.Prune = "",
+    source: Source | None = None,
 ) -> DeployPlan:
     """What step 3 would change, routes and the jobs calling them included; reads only."""
     clients = clients or clients_for(spec)
@@ -196,7 +211,7 @@ def plan(
             str(service_dir), "has no Dockerfile", "pass the service folder (step 1-2 output)"
         )
     _check_secrets(spec, clients)
-    source = pack(service_dir)
+    source = source or pack(service_dir)
     image = image_for(spec, source)
     try:
         live = clients.run.get_service(name=service_name(spec))
@@ -236,14 +251,16 @@ def plan(
     for account in accounts:
         result.add(_invoker_change(spec, account, account in missing, public))
     bucket = spec.deploy.env.get("OPSLIB_LEASE_BUCKET")
+    new_bucket = None
     if bucket:
         result.add(_bucket_change(spec, clients, bucket))
+        new_bucket = bucket if result.changes[-1].action == "create" else None
     checked = preflight.check(spec, service_dir, clients, live)
     for change in checked.changes(spec, prune):
         result.add(change)
     template = desired_template(spec, image, checked.new_routes)
     grant = missing or (accounts if public else [])
-    return DeployPlan(result, source, image, live, template, grant, public, checked)
+    return DeployPlan(result, source, image, live, template, grant, public, checked, new_bucket)
 
 
 def _bucket_change(spec: Spec, clients: Clients, bucket: str) -> Change:
@@ -338,11 +355,12 @@ def checked_plan(
     invokers: list[str] | None = None,
     prune: preflight.Prune = "",
     dry_run: bool = False,
+    source: Source | None = None,
 ) -> DeployPlan:
     """The plan, refused (BadInput) when it would drop a live job's route and may not prune."""
     if prune not in preflight.PRUNE_MODES:
         raise BadInput("--prune", f"{prune!r} is not pause or delete", "use --prune[=delete]")
-    dp = plan(spec, Path(service_dir), clients, invokers, prune)
+    dp = plan(spec, Path(service_dir), clients, invokers, prune, source)
     if not prune and not dry_run:
         assert dp.checked is not None
         dp.checked.refuse(spec, Path(service_dir), dp.plan)
@@ -355,12 +373,9 @@ def apply(
     """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant."""
     if dp.plan.changes[0].action != "no change":
         build(spec, clients, dp.source, dp.image, progress)
-    for change in dp.plan.changes:
-        if change.resource.startswith("lease bucket") and change.action == "create":
-            with contextlib.suppress(exceptions.Conflict):  # made meanwhile: it exists
-                clients.storage.create_bucket(
-                    change.resource.removeprefix("lease bucket gs://"), location=spec.region
-                )
+    if dp.new_bucket:
+        with contextlib.suppress(exceptions.Conflict):  # made meanwhile: it exists
+            clients.storage.create_bucket(dp.new_bucket, location=spec.region)
     if dp.checked is not None:
         preflight.prune(spec, clients, dp.checked, prune)
     if any(c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes):

@@ -19,7 +19,7 @@ from typing import Any
 from google.api_core import exceptions
 
 from opslib.clients import Clients
-from opslib.deploy import INVOKER, container_fields, desired_template
+from opslib.deploy import INVOKER, container_fields, desired_env, desired_template, env_flags
 from opslib.errors import OpslibError
 from opslib.plan import Change, Plan
 from opslib.progress import wait
@@ -69,8 +69,7 @@ def _live_fields(live: Any) -> dict[str, Any]:
 
 def _desired_fields(spec: Spec, image: str) -> dict[str, Any]:
     d, job = spec.deploy, spec.job
-    env = dict(d.env)
-    env.update({k: "secret:" + ":".join(v.rsplit(":", 1)) for k, v in spec.secrets.items()})
+    env = desired_env(spec)
     cmd, args = command(spec)
     return {
         "image": image,
@@ -102,13 +101,8 @@ def gcloud_jobs_deploy(spec: Spec, image: str) -> str:
         f"--task-timeout={int(job.effective_task_timeout)}s",
         f"--memory={d.memory_text}",
         f"--cpu={d.cpu}",
+        *env_flags(spec),
     ]  # fmt: skip
-    if d.env:
-        flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in sorted(d.env.items())))
-    if spec.secrets:
-        flags.append(
-            "--set-secrets=" + ",".join(f"{k}={v}" for k, v in sorted(spec.secrets.items()))
-        )
     return shlex.join(flags)
 
 

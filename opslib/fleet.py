@@ -130,11 +130,10 @@ def open_fleet(
     **spec_keys: object,
 ) -> Fleet:
     """Every automation in `params` (files, folders, or one spec's keys from papermill -f)."""
-    if any(v is not None for v in spec_keys.values()) or isinstance(params, str | os.PathLike):
-        if not any(v is not None for v in spec_keys.values()) and _locate(Path(params)).is_dir():
-            params = [params]
-        else:
-            return Fleet([open_session(params, target, service_dir, workspace, **spec_keys)])
+    one_spec = any(v is not None for v in spec_keys.values())
+    one_file = isinstance(params, str | os.PathLike) and not _locate(Path(params)).is_dir()
+    if one_spec or one_file:
+        return Fleet([open_session(params, target, service_dir, workspace, **spec_keys)])
     files = params_files(params if params is not None else [])
     if service_dir and len(files) > 1:
         raise BadInput(

@@ -155,8 +155,9 @@ def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bo
     image = cloud_run.image_for(first.spec, source)
     service = None
     if routed:
+        merged = service_spec(routed)
         service = cloud_run.checked_plan(
-            service_spec(routed), first.service_dir, clients, invokers(routed), prune, dry_run
+            merged, first.service_dir, clients, invokers(routed), prune, dry_run, source
         )
     job_plans = [(job_spec(s), deploy_job.plan(job_spec(s), image, clients)) for s in jobs]
     return _Group(first.spec, clients, source, image, service, job_plans)

@@ -65,12 +65,14 @@ def _wait_for_execution(clients: Clients, spec: Spec, known: set[str], progress:
         total=spec.job.tasks, desc=f"execution of {spec.job.name}", unit="task",
         disable=not progress, leave=True,
     ) as bar:  # fmt: skip
+        name = None  # listed until the new execution appears, then only read by name
         while time.monotonic() - started < limit:
-            execution = _new_execution(clients, spec, known)
-            if execution is not None:
-                execution = clients.executions.get_execution(name=execution.name)
-                done = execution.succeeded_count + execution.failed_count
-                bar.update(done - bar.n)
+            if name is None:
+                found = _new_execution(clients, spec, known)
+                name = found.name if found is not None else None
+            if name is not None:
+                execution = clients.executions.get_execution(name=name)
+                bar.update(execution.succeeded_count + execution.failed_count - bar.n)
                 if execution.completion_time:
                     return execution
             time.sleep(0.3)
