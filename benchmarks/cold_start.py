@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from opslib import localserve
-from opslib.endpoint import patch_endpoint
-from opslib.scaffold import scaffold
-from opslib.spec import Spec
+from opslib.spec.model import Spec
+from opslib.steps.endpoint import serve as localserve
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = """from flask import Flask

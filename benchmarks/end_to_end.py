@@ -48,10 +48,10 @@ for i in range(5):
 FIVE_EMPTY_ONE_KERNEL = """
 import sys
 from pathlib import Path
-from opslib import runner
+from opslib.notebook import runner
 runner._import_papermill()
 import papermill
-from opslib.notebook_kernel import WarmKernel
+from opslib.notebook.kernel import WarmKernel
 with WarmKernel(Path(sys.argv[2])) as kernel:
     for i in range(5):
         kernel.reset()

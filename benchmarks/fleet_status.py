@@ -8,7 +8,7 @@ route, one Cloud Build and deploy per service, 50 Scheduler jobs. Then two scene
                  meanwhile on its cron (hundreds of end lines, the request and app lines too).
 
 Each round, in alternating order:
-  status  opslib.status.status(fleet): one jobs:list, one services:list and one entries:list,
+  status  opslib.fleet.status.status(fleet): one jobs:list, one services:list and one entries:list,
           then the table (cron descriptions, drift, health) on the fleet's shared clients;
   floor   one jobs:list (page_size 500) and one entries:list (status' own filter, one page,
           every entry consumed) with the official clients, one after the other.
@@ -37,10 +37,11 @@ from urllib.request import Request, urlopen
 
 import yaml
 
-from opslib import fleet_steps, status
-from opslib.fleet import Fleet, open_fleet
+from opslib.fleet import status
+from opslib.fleet import steps as fleet_steps
+from opslib.fleet.load import Fleet, open_fleet
 from opslib.localcloud import control
-from opslib.schedule import job_path
+from opslib.steps.schedule import job_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CRONS = ("0 9 * * 1-5", "*/30 * * * *", "0 */4 * * *", "0 8 * * 2-6", "0 0 1,15 * *")

@@ -1,4 +1,4 @@
-"""Logs to a DataFrame: opslib.logs.read_logs against the official client's own iteration.
+"""Logs to a DataFrame: opslib.steps.logs.read_logs against the official client's own iteration.
 
 A private localcloud holds 100,000 Cloud Run entries of one service (job JSON lines, request
 logs, plain text lines). Each round reads all of them, in a shuffled order, three ways:
@@ -29,10 +29,10 @@ from urllib.request import Request, urlopen
 
 import pandas as pd
 
-from opslib.clients import Clients
+from opslib.cloud.clients import Clients
 from opslib.localcloud import control
-from opslib.logs import PAGE_SIZE, logs_filter, read_logs
-from opslib.spec import Spec
+from opslib.spec.model import Spec
+from opslib.steps.logs import PAGE_SIZE, logs_filter, read_logs
 
 PROJECT, REGION, SERVICE = "demo-project", "asia-northeast3", "batch-service"
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)

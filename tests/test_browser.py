@@ -25,9 +25,9 @@ import lc
 import pytest
 
 from conftest import ROOT
-from opslib.cron_view import PRESETS
-from opslib.spec_loader import load_spec
-from opslib.widgets import CUSTOM_LABEL
+from opslib.notebook.widgets import CUSTOM_LABEL
+from opslib.spec.cron_report import PRESETS
+from opslib.spec.loader import load_spec
 
 NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
 CHROMIUM = shutil.which("chromium")

@@ -11,9 +11,9 @@ import lc
 import yaml
 
 from conftest import EXAMPLE, SERVICE, tool
-from opslib.endpoint import patch_endpoint
-from opslib.scaffold import scaffold
-from opslib.spec_loader import load_spec
+from opslib.spec.loader import load_spec
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 
 def test_deploy_schedule_verify_logs_from_the_shell(tmp_path):

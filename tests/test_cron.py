@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opslib import cron
-from opslib.gcp_rules import RuleBroken
+from opslib.spec import cron
+from opslib.spec.rules import RuleBroken
 
 START = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)  # a Sunday
 
@@ -150,7 +150,7 @@ DESCRIPTIONS = [
 
 @pytest.mark.parametrize(("expr", "english", "korean"), DESCRIPTIONS)
 def test_descriptions_say_how_often_in_both_languages(expr, english, korean):
-    from opslib.cron_view import describe_en, describe_ko
+    from opslib.spec.cron_report import describe_en, describe_ko
 
     assert describe_en(expr) == english
     assert describe_ko(expr) == korean

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from opslib import cron, cron_view
-from opslib.cron_view import PRESETS
-from opslib.gcp_rules import RuleBroken
+from opslib.spec import cron
+from opslib.spec import cron_report as cron_view
+from opslib.spec.cron_report import PRESETS
+from opslib.spec.rules import RuleBroken
 
 SUNDAY = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)  # 09:00 KST that Sunday
 NEW_YEAR_2027 = datetime(2027, 1, 1, tzinfo=UTC)

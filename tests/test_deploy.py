@@ -11,12 +11,12 @@ import yaml
 from google.api_core import exceptions
 
 from conftest import EXAMPLE, SERVICE
-from opslib import deploy as step3
-from opslib.clients import Clients
-from opslib.endpoint import patch_endpoint
-from opslib.errors import BadInput, OpslibError
-from opslib.scaffold import scaffold
-from opslib.spec import Spec
+from opslib.cloud.clients import Clients
+from opslib.core.errors import BadInput, OpslibError
+from opslib.spec.model import Spec
+from opslib.steps.deploy import service as step3
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 MUTATING = {"POST", "PATCH", "PUT", "DELETE"}
 

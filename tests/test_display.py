@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from opslib.display import NA, banner, table
+from opslib.core.display import NA, banner, table
 
 
 def frame() -> pd.DataFrame:

@@ -32,20 +32,24 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, ROOT, SERVICE, merge, tool
-from opslib import deploy as step3
-from opslib import doctor, fleet_steps, preflight, pricing, secrets
-from opslib import schedule as step4
-from opslib import verify as step5
-from opslib.cli import main
-from opslib.clients import Clients
-from opslib.doctor_timing import needed
-from opslib.endpoint import patch_endpoint
-from opslib.errors import OpslibError
-from opslib.fleet import Fleet, open_fleet
-from opslib.logs import read_logs
-from opslib.scaffold import scaffold
-from opslib.spec import Spec
-from opslib.spec_loader import load_spec
+from opslib.cli.main import main
+from opslib.cloud.clients import Clients
+from opslib.core.errors import OpslibError
+from opslib.doctor import diagnose as doctor
+from opslib.doctor import pricing
+from opslib.doctor.timing import needed
+from opslib.fleet import steps as fleet_steps
+from opslib.fleet.load import Fleet, open_fleet
+from opslib.spec.loader import load_spec
+from opslib.spec.model import Spec
+from opslib.steps import schedule as step4
+from opslib.steps import secrets
+from opslib.steps.deploy import preflight
+from opslib.steps.deploy import service as step3
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.logs import read_logs
+from opslib.steps.scaffold import scaffold
+from opslib.steps.verify import service as step5
 
 STARTED = datetime.now(UTC) - timedelta(minutes=5)
 # Held from scaling to zero until the cold runs are over, so one scenario's scale-to-zero

@@ -12,12 +12,12 @@ import pytest
 import requests
 
 from conftest import DATA, merge, tool
-from opslib import localserve
-from opslib.endpoint import patch_endpoint
-from opslib.endpoint_source import parse
-from opslib.errors import BadInput
-from opslib.scaffold import scaffold
-from opslib.spec_loader import load_spec
+from opslib.core.errors import BadInput
+from opslib.spec.loader import load_spec
+from opslib.steps.endpoint import serve as localserve
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.endpoint.source import parse
+from opslib.steps.scaffold import scaffold
 
 ENDPOINTS = DATA / "endpoints"
 HAND_WRITTEN = ["template", "seed_style", "two_space_dict_entries", "module_constant_one_line"]

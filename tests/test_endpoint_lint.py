@@ -6,10 +6,10 @@ import shutil
 import subprocess
 
 from conftest import DATA, tool
-from opslib.endpoint import patch_endpoint
-from opslib.endpoint_lint import lint
-from opslib.scaffold import scaffold
-from opslib.spec_loader import load_spec
+from opslib.spec.loader import load_spec
+from opslib.steps.endpoint.lint import lint
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 JOBS = {
     "eager.py": "def run_eager(**kw):\n    return {'processed': 1, 'errors': 0}\n",

@@ -14,14 +14,15 @@ import requests
 import yaml
 
 from conftest import DATA, EXAMPLE, SERVICE, copy_service, merge
-from opslib import endpoint_remove, localserve
-from opslib.endpoint import ensure_imports, patch_endpoint
-from opslib.endpoint_remove import plan_removal, remove_job
-from opslib.endpoint_source import parse
-from opslib.errors import BadInput
-from opslib.scaffold import scaffold
-from opslib.spec import Job, Spec
-from opslib.spec_loader import load_spec
+from opslib.core.errors import BadInput
+from opslib.spec.loader import load_spec
+from opslib.spec.model import Job, Spec
+from opslib.steps.endpoint import remove as endpoint_remove
+from opslib.steps.endpoint import serve as localserve
+from opslib.steps.endpoint.patch import ensure_imports, patch_endpoint
+from opslib.steps.endpoint.remove import plan_removal, remove_job
+from opslib.steps.endpoint.source import parse
+from opslib.steps.scaffold import scaffold
 
 ENDPOINTS = DATA / "endpoints"
 HAND_WRITTEN = ["seed_style", "two_space_dict_entries", "module_constant_one_line", "lint_bad"]

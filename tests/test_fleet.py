@@ -21,9 +21,9 @@ from google.cloud import scheduler_v1
 from project import add_params, job_of, make_project
 
 from conftest import DELETE, ROOT, tool
-from opslib import fleet_steps
-from opslib.errors import BadInput
-from opslib.fleet import open_fleet, service_spec
+from opslib.core.errors import BadInput
+from opslib.fleet import steps as fleet_steps
+from opslib.fleet.load import open_fleet, service_spec
 from opslib.localcloud import control
 
 MUTATING = {"POST", "PATCH", "PUT", "DELETE"}

@@ -23,8 +23,8 @@ from google.cloud import scheduler_v1
 from project import add_params, job_of, make_project
 
 from conftest import ROOT, tool
-from opslib.fleet import open_fleet
-from opslib.verify_job import execution_logs
+from opslib.fleet.load import open_fleet
+from opslib.steps.verify.job import execution_logs
 
 NIGHTLY = ROOT / "parameters" / "nightly-backfill.yaml"
 
@@ -150,7 +150,7 @@ def test_a_second_execution_while_one_runs_is_skipped(nightly):
     root, params = nightly
     job = job_of(params)
     fleet = open_fleet(params)
-    from opslib import fleet_steps
+    from opslib.fleet import steps as fleet_steps
 
     fleet_steps.write_functions(fleet)
     module = root / "service" / "scripts" / "batch" / f"{job.replace('-', '_')}.py"

@@ -23,8 +23,8 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2, storage
 
-from opslib import localserve
 from opslib.localcloud import control
+from opslib.steps.endpoint import serve as localserve
 from scripts.common import lease
 from scripts.common.logs import JobRun, JsonFormatter, job_run
 

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_live_flow(tmp_path):
-    from opslib import deploy, schedule, verify
-    from opslib.clients import Clients
-    from opslib.endpoint import patch_endpoint
-    from opslib.scaffold import scaffold
-    from opslib.spec import Spec
+    from opslib.cloud.clients import Clients
+    from opslib.spec.model import Spec
+    from opslib.steps import schedule
+    from opslib.steps.deploy import service as deploy
+    from opslib.steps.endpoint.patch import patch_endpoint
+    from opslib.steps.scaffold import scaffold
+    from opslib.steps.verify import service as verify
 
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(

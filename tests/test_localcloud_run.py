@@ -16,9 +16,9 @@ from google.cloud import run_v2, scheduler_v1
 from lc import PARENT, PROJECT, advance, build, call, client_kwargs, image_name, token, unique
 
 from conftest import EXAMPLE, SERVICE
-from opslib.endpoint import patch_endpoint
-from opslib.scaffold import scaffold
-from opslib.spec import Spec
+from opslib.spec.model import Spec
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 SA = f"scheduler@{PROJECT}.iam.gserviceaccount.com"
 

@@ -1,4 +1,4 @@
-"""opslib.logs against the session's real localcloud: the filter, the DataFrame, paging, limits.
+"""opslib.steps.logs against the session's real localcloud: the filter, the DataFrame, paging.
 
 Every test writes its entries for its own service name, so the shared log store does not leak
 between tests.
@@ -13,10 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opslib.clients import Clients, clients_for
-from opslib.errors import BadInput
-from opslib.logs import COLUMNS, entries_frame, logs_filter, parse_freshness, read_logs, recent
-from opslib.spec import Spec
+from opslib.cloud.clients import Clients, clients_for
+from opslib.core.errors import BadInput
+from opslib.spec.model import Spec
+from opslib.steps.logs import (
+    COLUMNS,
+    entries_frame,
+    logs_filter,
+    parse_freshness,
+    read_logs,
+    recent,
+)
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 WINDOW = (T0, T0 + timedelta(minutes=20))

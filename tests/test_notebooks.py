@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, SERVICE, tool
-from opslib import runner
-from opslib.fleet import open_fleet
+from opslib.fleet.load import open_fleet
+from opslib.notebook import runner
 
 NOTEBOOKS = ROOT / "notebooks"
 STEP_NOTEBOOKS = sorted(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, ROOT
-from opslib import params_file
-from opslib.errors import BadInput, SpecError
-from opslib.spec_loader import load_spec
+from opslib.core.errors import BadInput, SpecError
+from opslib.spec import params_file
+from opslib.spec.loader import load_spec
 
 MONTHLY = ROOT / "parameters" / "monthly-report.yaml"
 COMMENT_COLUMN = 31  # where example.yaml's end-of-line comments start

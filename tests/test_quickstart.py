@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opslib import params_file, quickstart
-from opslib.errors import BadInput, SpecError
-from opslib.quickstart import Answers
-from opslib.spec_loader import load_spec
+from opslib.core.errors import BadInput, SpecError
+from opslib.notebook import quickstart
+from opslib.notebook.quickstart import Answers
+from opslib.spec import params_file
+from opslib.spec.loader import load_spec
 
 VALUE = "sk-live-9f8e7d6c5b4a"  # looks like what people paste
 

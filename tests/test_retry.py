@@ -135,10 +135,10 @@ def test_default_policy_is_three_attempts():
 
 def test_generated_job_retries_inside_the_running_service(scripted, service_dir, write_params):
     """Step 1's job with a source_url, served by gunicorn, rides out a 429 from its API."""
-    from opslib import localserve
-    from opslib.endpoint import patch_endpoint
-    from opslib.scaffold import scaffold
-    from opslib.spec_loader import load_spec
+    from opslib.spec.loader import load_spec
+    from opslib.steps.endpoint import serve as localserve
+    from opslib.steps.endpoint.patch import patch_endpoint
+    from opslib.steps.scaffold import scaffold
 
     api = scripted((429, {"Retry-After": "1"}))
     spec = load_spec(write_params(job={"source_url": "https://api.example.com/rates"}))

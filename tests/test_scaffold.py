@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tool
-from opslib.errors import BadInput
-from opslib.scaffold import scaffold
-from opslib.spec_loader import load_spec
+from opslib.core.errors import BadInput
+from opslib.spec.loader import load_spec
+from opslib.steps.scaffold import scaffold
 
 VARIANTS = {
     "function": {},

@@ -21,11 +21,11 @@ from lc import server as lc_server
 from test_localcloud_run import deploy, entries, grant, service_folder
 
 from conftest import EXAMPLE
-from opslib import schedule as sched
-from opslib.clients import Clients, clients_for
-from opslib.errors import BadInput, OpslibError
+from opslib.cloud.clients import Clients, clients_for
+from opslib.core.errors import BadInput, OpslibError
 from opslib.localcloud import control
-from opslib.spec import Spec
+from opslib.spec.model import Spec
+from opslib.steps import schedule as sched
 
 FIRE_JOB = unique("tick")  # the one job route the module's image serves
 INVOKER = f"{PROJECT}@appspot.gserviceaccount.com"  # Spec.invoker_account's default

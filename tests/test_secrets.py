@@ -1,4 +1,4 @@
-"""opslib.secrets against a real localcloud: idempotent secrets and versions, .env import,
+"""opslib.steps.secrets against a real localcloud: idempotent secrets and versions, .env import,
 reference checks before a deploy, and no secret value in anything a user can see."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 from google.api_core import exceptions
 from lc import PROJECT, call, server, unique
 
-from opslib import secrets
-from opslib.clients import Clients, clients_for
-from opslib.errors import BadInput, OpslibError
+from opslib.cloud.clients import Clients, clients_for
+from opslib.core.errors import BadInput, OpslibError
+from opslib.core.plan import Change, Plan
 from opslib.localcloud import control
-from opslib.plan import Change, Plan
-from opslib.spec_loader import load_spec
+from opslib.spec.loader import load_spec
+from opslib.steps import secrets
 
 
 @pytest.fixture

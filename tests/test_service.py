@@ -16,11 +16,11 @@ import pytest
 import requests
 
 from conftest import SERVICE
-from opslib import localserve
-from opslib.endpoint import patch_endpoint
-from opslib.endpoint_lint import lint
-from opslib.scaffold import scaffold
-from opslib.spec_loader import load_spec
+from opslib.spec.loader import load_spec
+from opslib.steps.endpoint import serve as localserve
+from opslib.steps.endpoint.lint import lint
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import DELETE, EXAMPLE, ROOT, tool
-from opslib import cli
-from opslib.errors import BadInput, SpecError
-from opslib.spec_loader import load_spec
-from opslib.summary import summarize
+from opslib.cli import main as cli
+from opslib.core.errors import BadInput, SpecError
+from opslib.spec.loader import load_spec
+from opslib.spec.summary import summarize
 
 # (overrides, key path, words the rule must contain, words the fix must contain)
 INVALID = [

@@ -20,12 +20,15 @@ import yaml
 from lc import call
 
 from conftest import EXAMPLE, ROOT, copy_service, tool
-from opslib import cron, cron_view, fleet_steps, status
-from opslib import deploy as step3
-from opslib import schedule as step4
-from opslib.errors import OpslibError
-from opslib.fleet import Fleet, open_fleet
-from opslib.scaffold import module_path
+from opslib.core.errors import OpslibError
+from opslib.fleet import status
+from opslib.fleet import steps as fleet_steps
+from opslib.fleet.load import Fleet, open_fleet
+from opslib.spec import cron
+from opslib.spec import cron_report as cron_view
+from opslib.steps import schedule as step4
+from opslib.steps.deploy import service as step3
+from opslib.steps.scaffold import module_path
 
 CRON = {"a": "0 9 * * 1-5", "b": "30 7 * * *", "c": "0 18 * * *"}
 ZONE = {"a": "Asia/Seoul", "b": "Asia/Seoul", "c": "Asia/Tokyo"}
@@ -408,7 +411,7 @@ def test_a_cloud_run_job_row_reads_its_job_execution_and_tasks(tmp_path, monkeyp
     """runtime: job (localcloud has no Cloud Run jobs yet): the live side made by hand."""
     from google.cloud import run_v2, scheduler_v1
 
-    from opslib.deploy_job import job_name
+    from opslib.steps.deploy.job import job_name
 
     fleet = cloud_run_job_fleet(tmp_path)
     spec = fleet.sessions[1].spec

@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from conftest import EXAMPLE, SERVICE
-from opslib import deploy as step3
-from opslib import schedule as step4
-from opslib import verify as step5
-from opslib.clients import Clients
-from opslib.endpoint import patch_endpoint
-from opslib.scaffold import scaffold
-from opslib.spec import Spec
+from opslib.cloud.clients import Clients
+from opslib.spec.model import Spec
+from opslib.steps import schedule as step4
+from opslib.steps.deploy import service as step3
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
+from opslib.steps.verify import service as step5
 
 
 def make_spec(**schedule) -> Spec:

@@ -21,8 +21,8 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from conftest import EXAMPLE, ROOT, tool
-from opslib import widgets
-from opslib.spec_loader import load_spec
+from opslib.notebook import widgets
+from opslib.spec.loader import load_spec
 
 NOTEBOOK = ROOT / "notebooks" / "00_quickstart.ipynb"
 SUNDAY = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)

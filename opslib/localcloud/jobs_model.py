@@ -24,10 +24,10 @@ import re
 import uuid
 from typing import Any
 
-from opslib import gcp_rules as g
 from opslib.localcloud import run_model, schema
 from opslib.localcloud.clock import duration_seconds, duration_text
 from opslib.localcloud.errors import ApiError, invalid
+from opslib.spec import rules as g
 
 JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 RESERVED_ENV = (

@@ -12,10 +12,10 @@ import re
 import string
 from typing import Any
 
-from opslib import gcp_rules as g
 from opslib.localcloud import schema
 from opslib.localcloud.clock import duration_seconds, duration_text
 from opslib.localcloud.errors import ApiError, invalid
+from opslib.spec import rules as g
 
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
 INGRESS = {

@@ -10,13 +10,13 @@ import re
 import secrets
 from typing import Any
 
-from opslib import cron
-from opslib.gcp_rules import REGIONS, RuleBroken
 from opslib.localcloud import schema
 from opslib.localcloud.clock import duration_seconds, duration_text, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition, invalid
 from opslib.localcloud.router import Call, Router
+from opslib.spec import cron
+from opslib.spec.rules import REGIONS, RuleBroken
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 METHODS = {

@@ -1,0 +1,221 @@
+"""`opslib deploy | schedule | verify | logs | secrets | doctor`: steps 3-5 from the shell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from opslib.spec.loader import load_spec
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False) if len(frame) else "(nothing)"
+
+
+def _plan_table(frame: pd.DataFrame) -> str:
+    """The plan without the long gcloud column, then each gcloud equivalent on its own line."""
+    shown = frame.drop(columns=["gcloud"])
+    commands = [f"  $ {c}" for c in frame["gcloud"] if c]
+    return _table(shown) + (
+        "\nequivalent gcloud commands:\n" + "\n".join(commands) if commands else ""
+    )
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Ships the spec's service folder with what every automation of that service needs."""
+    from opslib.cloud.session import open_session
+    from opslib.core.errors import BadInput
+    from opslib.fleet import load as fleet
+    from opslib.fleet import steps as fleet_steps
+
+    folder = args.service_dir.resolve() if args.service_dir else None  # as typed: from the cwd
+    session = open_session(args.params, service_dir=folder)
+    if session.spec.job.effective_runtime == "job":  # its own Cloud Run job; the service stays
+        group = [session]
+    else:
+        group = [s for s in fleet.siblings(session) if s.spec.job.effective_runtime == "service"]
+    if len(group) > 1:
+        print(
+            f"service {session.spec.service}: {len(group)} automations share it; "
+            "their env, secrets and invokers are deployed together"
+        )
+    try:
+        deployed = fleet_steps.deploy(
+            fleet.Fleet(group), progress=True, prune=args.prune, dry_run=args.dry_run
+        )
+    except BadInput as exc:
+        if getattr(exc, "plan", None) is not None:
+            print(_plan_table(exc.plan.to_frame()))
+        raise
+    print(_plan_table(deployed.plan.drop(columns=["service"])))
+    if not args.dry_run and len(deployed.status):
+        print(f"\n{_table(deployed.status.drop(columns=['service']))}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from opslib.steps import schedule
+
+    spec = load_spec(args.params)
+    action = args.action or "apply"
+    if action == "apply":
+        plan = schedule.schedule(spec, dry_run=args.dry_run)
+    else:
+        plan = getattr(schedule, action)(spec)
+    print(_plan_table(plan.to_frame()))
+    if action != "delete" and not args.dry_run:
+        print(f"\n{_table(schedule.job_frame(spec))}")
+        print(f"\nnext runs:\n{_table(schedule.next_runs_frame(spec))}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from opslib.core.display import banner
+    from opslib.doctor import explain
+    from opslib.steps.verify import service as verify
+
+    spec = load_spec(args.params)
+    verdict = explain.verify(spec, progress=not args.quiet)
+    print(_table(verdict.checks))
+    if len(verdict.tasks):
+        print(f"\ntasks:\n{_table(verdict.tasks)}")
+    print(f"\nlogs of the run:\n{_table(verdict.logs)}")
+    line = banner(
+        "passed" if verdict.passed else "failed",
+        f"verify {spec.job.name}",
+        ", ".join(verdict.run_ids[:1]),
+        detail="" if verdict.passed else f"attempt {verdict.attempt}",
+    )
+    if not verdict.passed:
+        from opslib.doctor import diagnose as doctor
+
+        print(f"\nerror lines:\n{_table(verify.error_lines(verdict))}")
+        print(f"\ndoctor:\n{doctor.render(verdict.findings)}")
+        print(f"\n{line!r}")
+        return 1
+    print(f"\n{line!r}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from opslib.cloud.clients import clients_for
+    from opslib.steps import logs
+
+    spec = load_spec(args.params)
+    print(
+        _table(logs.recent(clients_for(spec), spec, freshness=args.since, errors_only=args.errors))
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 1 when a finding of severity error exists, 0 otherwise (2 for bad input)."""
+    from opslib.doctor import diagnose as doctor
+    from opslib.steps.logs import parse_freshness
+
+    spec = load_spec(args.params)
+    since = parse_freshness(args.since)
+    findings = doctor.diagnose(
+        spec, since=since, service_dir=args.service_dir, params=Path(args.params)
+    )
+    print(doctor.render(findings))
+    print(f"\n{doctor.verdict(findings, spec.job.name)!r}")
+    if args.queries:
+        print(f"\nlog queries:\n{_table(doctor.queries(spec, args.since)[['purpose', 'gcloud']])}")
+    return 1 if doctor.has_errors(findings) else 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    import sys
+
+    from opslib.cloud.clients import clients_for
+    from opslib.core.plan import Plan
+    from opslib.steps import secrets
+
+    spec = load_spec(args.params)
+    clients = clients_for(spec)
+    if args.action == "check":
+        frame = secrets.check_refs(clients, spec)
+        print(_table(frame))
+        return 0 if frame.empty or bool(frame["ok"].all()) else 1
+    if args.action == "import":
+        print(
+            _plan_table(
+                secrets.import_env(
+                    clients, spec.project, Path(args.env), dry_run=args.dry_run
+                ).to_frame()
+            )
+        )
+        return 0
+    if not args.name:
+        raise SystemExit("opslib secrets add|list needs a secret NAME")
+    if args.action == "list":
+        print(_table(secrets.list_versions(clients, spec.project, args.name)))
+        return 0
+    value = sys.stdin.buffer.read()  # never from the command line, where it would be seen
+    plan = Plan(
+        [
+            secrets.ensure_secret(clients, spec.project, args.name, dry_run=args.dry_run),
+            secrets.add_version(clients, spec.project, args.name, value, dry_run=args.dry_run),
+        ]
+    )
+    print(_plan_table(plan.to_frame()))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register the step 3-5 commands on the main parser."""
+    dep = sub.add_parser("deploy", help="step 3: build with Cloud Build, deploy to Cloud Run")
+    dep.add_argument("params", type=Path)
+    dep.add_argument(
+        "--service-dir", type=Path, help="the folder to ship (default: the spec's service_dir)"
+    )
+    dep.add_argument("--dry-run", action="store_true", help="show the plan only")
+    dep.add_argument(
+        "--prune",
+        nargs="?",
+        const="pause",
+        default="",
+        choices=["pause", "delete"],
+        help="deploy even when live Scheduler jobs call routes the source lacks: pause those "
+        "jobs (or --prune=delete them)",
+    )
+    dep.set_defaults(func=cmd_deploy)
+
+    sch = sub.add_parser("schedule", help="step 4: create or update the Cloud Scheduler job")
+    sch.add_argument("params", type=Path)
+    sch.add_argument("action", nargs="?", choices=["apply", "pause", "resume", "delete"])
+    sch.add_argument("--dry-run", action="store_true", help="show the plan only")
+    sch.set_defaults(func=cmd_schedule)
+
+    ver = sub.add_parser("verify", help="step 5: run the job now and judge it from its logs")
+    ver.add_argument("params", type=Path)
+    ver.add_argument("--quiet", action="store_true", help="no progress display")
+    ver.set_defaults(func=cmd_verify)
+
+    lgs = sub.add_parser("logs", help="the service's recent logs as a table")
+    lgs.add_argument("params", type=Path)
+    lgs.add_argument("--errors", action="store_true", help="severity>=ERROR only")
+    lgs.add_argument("--since", default="1h", help="how far back: 10m, 1h, 1d")
+    lgs.set_defaults(func=cmd_logs)
+
+    doc = sub.add_parser("doctor", help="troubleshoot: what is wrong, the evidence, the fix")
+    doc.add_argument("params", type=Path)
+    doc.add_argument("--since", default="24h", help="how far back to read logs: 1h, 24h, 7d")
+    doc.add_argument("--service-dir", type=Path, help="also read the job's code (retry policy)")
+    doc.add_argument("--queries", action="store_true", help="print the gcloud log queries too")
+    doc.set_defaults(func=cmd_doctor)
+
+    sec = sub.add_parser("secrets", help="Secret Manager: check, import a .env, add, list")
+    sec.add_argument("action", choices=["check", "import", "add", "list"])
+    sec.add_argument("params", type=Path)
+    sec.add_argument("name", nargs="?", help="secret id (add reads the value from stdin)")
+    sec.add_argument("--env", default=".env", help="the .env file for import")
+    sec.add_argument("--dry-run", action="store_true", help="show the plan only")
+    sec.set_defaults(func=cmd_secrets)
+
+    from opslib.fleet import status
+
+    status.add_parser(sub)

@@ -1,0 +1,133 @@
+"""What every step notebook opens first: the spec, its target's clients and the service folder.
+
+The service folder is the spec's `service_dir` in the project (default `service/`, the folder
+the user commits), shared by every automation naming that service; with a workspace it is the
+same path under the workspace, copied from the project once (what `make demo` uses, so the
+repository stays clean).
+
+A notebook runs with its own directory as the working directory (JupyterLab) or the project
+root (the runner), so every path here is resolved against the project root, found from the
+parameters file, never against the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from opslib.cloud.clients import Clients
+from opslib.core.errors import BadInput
+from opslib.spec.loader import load_spec, spec_from_mapping
+from opslib.spec.model import Spec
+from opslib.spec.project import locate, project_root
+
+TARGETS = ("local", "gcp")
+# A spec's top-level keys besides `target`: every step notebook declares them as parameters.
+SPEC_KEYS = ("project", "region", "service", "job", "schedule", "deploy", "secrets")
+
+
+@dataclass
+class Session:
+    """One automation on one target, as the step notebooks and the runner use it."""
+
+    spec: Spec
+    params: Path
+    root: Path
+    service_dir: Path
+    localcloud_state: Path = field(repr=False)
+    workspace: Path | None = None
+
+    @property
+    def project_service_dir(self) -> Path:
+        """The service's folder in the user's project (what they commit)."""
+        return (self.root / self.spec.service_dir).resolve()
+
+    @cached_property
+    def clients(self) -> Clients:
+        """Clients for the target; on `local`, localcloud is started first if none is running."""
+        if self.spec.target == "gcp":
+            return Clients("gcp", self.spec.project)
+        return Clients("local", self.spec.project, ensure_localcloud(self.localcloud_state))
+
+
+def ensure_localcloud(state: Path) -> str:
+    """The URL of the localcloud for `state`, started detached when none answers."""
+    from opslib.localcloud import control
+
+    if os.environ.get("OPSLIB_LOCALCLOUD_URL"):
+        return os.environ["OPSLIB_LOCALCLOUD_URL"].rstrip("/")
+    running = control.read(state)
+    if running is None:
+        # The usual port, unless another state directory's localcloud already holds it.
+        try:
+            running = control.start(state, port=control.pick_port(), detach=True)
+        except control.PortBusy:  # taken between the pick and the bind
+            running = control.start(state, port=0, detach=True)
+    return running.url
+
+
+def open_session(
+    params: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+    service_dir: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+    **spec_keys: object,
+) -> Session:
+    """The spec from `params`, or from its keys given one by one; `target` overrides its own.
+
+    `opslib run` passes `params`; `papermill NB OUT -f parameters/NAME.yaml` passes the file's
+    keys (project, job, schedule, ...), which then win over `params`.
+    """
+    unknown = sorted(set(spec_keys) - set(SPEC_KEYS))
+    if unknown:
+        raise BadInput("notebook parameters", f"unknown key(s) {unknown}", f"use {SPEC_KEYS}")
+    if target not in (None, "", *TARGETS):
+        raise BadInput(
+            "target",
+            f"target {target!r} is not one of {', '.join(TARGETS)}",
+            "pass --target local (localcloud, the default) or --target gcp",
+        )
+    given = {k: v for k, v in spec_keys.items() if v is not None}
+    if given:
+        if service_dir and not Path(service_dir).is_absolute():  # `-f` passes the spec's own
+            given["service_dir"] = str(service_dir)
+        spec = spec_from_mapping({**given, **({"target": target} if target else {})})
+        root = project_root(Path.cwd())
+        if service_dir is None and not (root / "service" / "batch_endpoint.py").is_file():
+            raise BadInput(
+                "notebook parameters",
+                f"no opslib project (service/batch_endpoint.py) at or above {Path.cwd()}",
+                "run from the project (papermill --cwd PROJECT) or pass -p service_dir DIR",
+            )
+        path = Path(params).resolve() if params else root / "parameters" / f"{spec.job.name}.yaml"
+    else:
+        if params is None:
+            raise BadInput("params", "no parameters file given", "pass params=PATH.yaml")
+        path = locate(Path(params).expanduser())
+        spec = load_spec(path)
+        if target and target != spec.target:
+            spec = spec.model_copy(update={"target": target})
+        root = project_root(path)
+    return _session(spec, path, root, service_dir, workspace)
+
+
+def _session(
+    spec: Spec,
+    path: Path,
+    root: Path,
+    service_dir: str | os.PathLike[str] | None,
+    workspace: str | os.PathLike[str] | None,
+) -> Session:
+    """Where this automation's service folder is: given, in the workspace, or in the project."""
+    space = _under(root, workspace) if workspace else None
+    folder = _under(root, service_dir) if service_dir else (space or root) / spec.service_dir
+    state = Path(os.environ.get("OPSLIB_LOCALCLOUD_STATE", root / ".localcloud"))
+    return Session(spec, path.resolve(), root, folder.resolve(), state.resolve(), space)
+
+
+def _under(root: Path, path: str | os.PathLike[str]) -> Path:
+    """A path as given when absolute, else relative to the project root (not the cwd)."""
+    path = Path(path).expanduser()
+    return path.resolve() if path.is_absolute() else (root / path).resolve()

@@ -1,0 +1,267 @@
+"""A project's automations as one set: parameters files grouped by the Cloud Run service they share.
+
+The seed's model is one `batch_endpoint.py` serving many jobs. Every automation naming a
+service (project, region, service id) shares that service's source folder and its single
+deploy, so a fleet is checked as a whole before anything runs: one folder per service, one
+scheduler job id per job, one set of resources per service, and env vars or secrets that do
+not contradict each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from opslib.cloud.clients import Clients
+from opslib.cloud.session import Session, open_session
+from opslib.core.errors import BadInput
+from opslib.spec.model import Spec
+from opslib.spec.project import locate, params_files
+from opslib.spec.rules import format_duration
+from opslib.steps.endpoint.folder import ensure_service_dir
+
+ServiceKey = tuple[str, str, str]  # (project, region, service)
+# The deploy settings every automation on one service must agree on (the service has one).
+SHARED_DEPLOY = ("memory", "cpu", "timeout", "min_instances", "max_instances", "concurrency")
+
+
+@dataclass
+class Fleet:
+    """The automations of one run, each with its session, grouped by service."""
+
+    sessions: list[Session]
+    _clients: dict[tuple[str, str], Clients] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        check(self.sessions)
+        for session in self.sessions:  # one set of clients per target and project
+            key = (session.spec.target, session.spec.project)
+            if key in self._clients:
+                session.__dict__["clients"] = self._clients[key]
+
+    def clients(self, session: Session) -> Clients:
+        key = (session.spec.target, session.spec.project)
+        if key not in self._clients:
+            self._clients[key] = session.clients
+        session.__dict__["clients"] = self._clients[key]
+        return self._clients[key]
+
+    @property
+    def services(self) -> dict[ServiceKey, list[Session]]:
+        """Sessions by the service they run on, in the order the files were given."""
+        groups: dict[ServiceKey, list[Session]] = {}
+        for session in self.sessions:
+            groups.setdefault(session.spec.service_key, []).append(session)
+        return groups
+
+    @property
+    def time_zone(self) -> str:
+        """The zone tables show times in: the first automation's (they usually share one)."""
+        return self.sessions[0].spec.schedule.time_zone
+
+    @property
+    def service_dirs(self) -> list[Path]:
+        return list(dict.fromkeys(s.service_dir for s in self.sessions))
+
+    def jobs(self) -> pd.DataFrame:
+        """Which automation runs where, from which file: the fleet at a glance."""
+        rows = [
+            {
+                "job": s.spec.job.name,
+                "service": s.spec.service,
+                "region": s.spec.region,
+                "cron": s.spec.schedule.cron,
+                "time_zone": s.spec.schedule.time_zone,
+                "folder": _shown(s.service_dir, s.root),
+                "params": _shown(s.params, s.root),
+            }
+            for s in self.sessions
+        ]
+        return pd.DataFrame(rows)
+
+    def ensure_service_dirs(self, fresh: bool = False) -> list[Path]:
+        """Each service's folder exists once (a workspace copy is made once, not per job)."""
+        done: dict[Path, None] = {}
+        for session in self.sessions:
+            if session.service_dir not in done:
+                ensure_service_dir(session, fresh=fresh)
+                done[session.service_dir] = None
+        return list(done)
+
+
+def _shown(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def open_fleet(
+    params: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    target: str | None = None,
+    service_dir: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+    **spec_keys: object,
+) -> Fleet:
+    """Every automation in `params` (files, folders, or one spec's keys from papermill -f)."""
+    one_spec = any(v is not None for v in spec_keys.values())
+    one_file = isinstance(params, str | os.PathLike) and not locate(Path(params)).is_dir()
+    if one_spec or one_file:
+        return Fleet([open_session(params, target, service_dir, workspace, **spec_keys)])
+    files = params_files(params if params is not None else [])
+    if service_dir and len(files) > 1:
+        raise BadInput(
+            "service_dir",
+            f"one folder ({service_dir}) was given for {len(files)} automations",
+            "leave service_dir unset: each spec's own service_dir names its service's folder",
+        )
+    return Fleet([open_session(p, target, service_dir, workspace) for p in files])
+
+
+def check(sessions: Iterable[Session]) -> None:
+    """The rules that tie several automations together; every problem at once, nothing changed."""
+    sessions = list(sessions)
+    problems = [*_same_job(sessions), *_folders(sessions), *_shared_settings(sessions)]
+    if problems:
+        raise BadInput(
+            "parameters",
+            f"{len(problems)} conflict(s) between automations:\n"
+            + "\n".join(f"- {p}" for p in problems),
+            "automations on one service share its folder and its deploy settings; "
+            "change the files named above",
+        )
+
+
+def _same_job(sessions: list[Session]) -> list[str]:
+    seen: dict[tuple[str, str, str], Session] = {}
+    problems = []
+    for s in sessions:
+        key = (s.spec.project, s.spec.region, s.spec.job.name)
+        if key in seen:
+            problems.append(
+                f"{seen[key].params.name} and {s.params.name} both name job {key[2]!r} in "
+                f"{key[0]}/{key[1]}: one Scheduler job id (and one route) per job; "
+                "rename one job.name"
+            )
+        seen.setdefault(key, s)
+    return problems
+
+
+def _folders(sessions: list[Session]) -> list[str]:
+    by_folder: dict[Path, Session] = {}
+    by_service: dict[ServiceKey, Session] = {}
+    problems = []
+    for s in sessions:
+        other = by_folder.setdefault(s.service_dir, s)
+        if other.spec.service_key != s.spec.service_key:
+            problems.append(
+                f"{other.params.name} ({other.spec.service}) and {s.params.name} "
+                f"({s.spec.service}) both use the folder {s.spec.service_dir}: one folder ships "
+                f"one service; set service_dir: services/{s.spec.service} in {s.params.name}"
+            )
+        first = by_service.setdefault(s.spec.service_key, s)
+        if first.service_dir != s.service_dir:
+            problems.append(
+                f"{first.params.name} and {s.params.name} name service {s.spec.service} with "
+                f"different folders ({first.spec.service_dir}, {s.spec.service_dir}): a "
+                "service is built from one folder; use the same service_dir in both"
+            )
+    return problems
+
+
+def _shared_settings(sessions: list[Session]) -> list[str]:
+    problems = []
+    groups: dict[ServiceKey, list[Session]] = {}
+    for s in sessions:
+        groups.setdefault(s.spec.service_key, []).append(s)
+    for group in groups.values():
+        # Route jobs share the service's settings; a Cloud Run job has its own resources.
+        group = [s for s in group if s.spec.job.effective_runtime == "service"] or group[:1]
+        first = group[0]
+        for s in group[1:]:
+            for key in SHARED_DEPLOY:
+                mine, theirs = _setting(s.spec, key), _setting(first.spec, key)
+                if mine != theirs:
+                    problems.append(
+                        f"deploy.{key} is {theirs} in {first.params.name} but {mine} in "
+                        f"{s.params.name}; both run on service {s.spec.service}, which has one "
+                        f"setting: use the same value in both"
+                    )
+        try:
+            service_spec([s.spec for s in group])
+        except BadInput as exc:
+            problems.append(exc.what)
+    return problems
+
+
+def _setting(spec: Spec, key: str) -> str:
+    """A deploy setting as the user wrote it (2Gi, 900s), for comparing and for messages."""
+    d = spec.deploy
+    shown = {"memory": d.memory_text, "timeout": format_duration(d.timeout)}
+    return shown.get(key, str(getattr(d, key)))
+
+
+def service_spec(specs: Sequence[Spec]) -> Spec:
+    """The spec step 3 deploys for a service: the first automation's, with every job's env and
+    secrets (the service serves all of them)."""
+    env: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for spec in specs:
+        pairs = ((env, spec.deploy.env, "env var"), (secrets, spec.secrets, "secret"))
+        for mine, theirs, kind in pairs:
+            for name, value in theirs.items():
+                if mine.setdefault(name, value) != value:
+                    raise BadInput(
+                        "parameters",
+                        f"{kind} {name} differs between automations of service {spec.service}; "
+                        f"they share one container: give them the same value or different names",
+                    )
+    overlap = sorted(set(env) & set(secrets))
+    if overlap:
+        raise BadInput(
+            "parameters",
+            f"{', '.join(overlap)} is a plain env var in one automation and a secret in another "
+            f"of service {specs[0].service}: keep one",
+        )
+    first = specs[0]
+    if any(s.job.overlap != "allow" for s in specs):  # the routes' lease guard needs its bucket
+        env[LEASE_ENV] = lease_bucket(first)
+    deploy = first.deploy.model_copy(update={"env": env})
+    return first.model_copy(update={"deploy": deploy, "secrets": secrets})
+
+
+LEASE_ENV = "OPSLIB_LEASE_BUCKET"
+
+
+def lease_bucket(spec: Spec) -> str:
+    """The bucket holding the overlap leases (one object per job) of a project."""
+    return f"{spec.project}-opslib-leases"
+
+
+def job_spec(spec: Spec) -> Spec:
+    """A Cloud Run job's spec with what its tasks need to guard against overlap."""
+    env = {**spec.deploy.env, "OPSLIB_OVERLAP": spec.job.overlap, "OPSLIB_REGION": spec.region}
+    return spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"env": env})})
+
+
+def invokers(specs: Sequence[Spec]) -> list[str]:
+    """Every account that calls the service (each job's OIDC account)."""
+    return sorted({s.invoker_account for s in specs})
+
+
+def siblings(session: Session) -> list[Session]:
+    """The automations in the same parameters folder that name the same service (this first).
+
+    `opslib deploy PARAMS` ships the whole folder, so it must mount every job's secrets and
+    env, not only this one's.
+    """
+    found = [session]
+    folder = session.params.parent
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        if path.resolve() == session.params:
+            continue
+        other = open_session(path, session.spec.target, session.service_dir)
+        if other.spec.service_key == session.spec.service_key:
+            found.append(other)
+    return found

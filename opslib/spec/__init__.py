@@ -1,0 +1,6 @@
+"""What the user asks for: the parameters file, validated against Google's rules.
+
+Owns the spec model, its loader, Google's limits (`rules`), cron and its words, the project
+layout (`project`), the parameters-file write-back and the one-paragraph summary.
+May import `opslib.core` only: no clients, no steps, so localcloud can share its rules.
+"""

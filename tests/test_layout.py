@@ -1,0 +1,190 @@
+"""The layout stays true: opslib's rooms import only rooms below them, and service/ never opslib.
+
+The rooms, lowest first, are the subpackages of `opslib/` (docs/architecture.md draws them).
+Every import counts, a lazy one inside a function and a TYPE_CHECKING one too: a type-only
+import upward is still a dependency a reader has to follow. The checker reads the source with
+`ast`, so a forbidden import fails here even on a path no other test runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Lowest first: a room may import itself and any room before it, never one after it.
+ROOMS = ("core", "spec", "localcloud", "cloud", "steps", "doctor", "fleet", "notebook", "cli")
+# One code path for both targets: only the client factory/session and the CLI's `opslib
+# localcloud` commands know localcloud exists; a step reaches it through `opslib.cloud`.
+ONLY_FROM = {"localcloud": ("cloud", "cli")}
+
+
+@dataclass(frozen=True)
+class Violation:
+    file: str
+    line: int
+    imported: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} imports {self.imported}: {self.rule}"
+
+
+def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
+    """Every module `path` imports (absolute names; relative ones resolved against `package`)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            # `from opslib import steps` names a room as much as `import opslib.steps` does.
+            found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def room_of(module: str) -> str | None:
+    """`opslib.steps.deploy.service` -> `steps`; None outside opslib or for opslib itself."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "opslib" and len(parts) > 1 else None
+
+
+def package_of(path: Path, root: Path) -> str:
+    """The package a relative import in `path` starts from (its folder, for __init__ too)."""
+    return ".".join(path.relative_to(root).parts[:-1])
+
+
+def check_opslib(root: Path) -> list[Violation]:
+    """Imports that go up (or sideways into an unknown room) under root/opslib."""
+    violations = []
+    for path in sorted((root / "opslib").rglob("*.py")):
+        relative = path.relative_to(root)
+        mine = room_of(".".join(relative.parent.parts + (relative.stem,)))
+        if relative == Path("opslib/__init__.py"):  # opslib/__init__.py: a docstring, it imports nothing
+            for line, module in imported_modules(path, "opslib"):
+                if module.startswith("opslib"):
+                    rule = "opslib/__init__.py imports nothing, so `import opslib` stays cheap"
+                    violations.append(Violation(str(relative), line, module, rule))
+            continue
+        if mine not in ROOMS:
+            rule = f"every module lives in one of the rooms {', '.join(ROOMS)} (add it there)"
+            violations.append(Violation(str(relative), 1, "-", rule))
+            continue
+        for line, module in imported_modules(path, package_of(path, root)):
+            theirs = room_of(module)
+            if theirs is None or theirs == mine:
+                continue
+            below = ROOMS[: ROOMS.index(mine)]
+            if theirs not in below:
+                rule = f"{mine} may import only {', '.join(below) or 'nothing from opslib'}"
+                violations.append(Violation(str(relative), line, module, rule))
+            elif mine not in ONLY_FROM.get(theirs, (mine,)):
+                rule = f"only {' and '.join(ONLY_FROM[theirs])} import {theirs}; go through cloud"
+                violations.append(Violation(str(relative), line, module, rule))
+    return violations
+
+
+def check_service(root: Path) -> list[Violation]:
+    """service/ is what ships in the container: it never imports opslib (not installed there)."""
+    violations = []
+    for path in sorted((root / "service").rglob("*.py")):
+        for line, module in imported_modules(path, "service"):
+            if module == "opslib" or module.startswith("opslib."):
+                rule = "service/ runs in the container without opslib; copy what it needs"
+                violations.append(Violation(str(path.relative_to(root)), line, module, rule))
+    return violations
+
+
+def test_opslib_imports_go_down_only():
+    violations = check_opslib(ROOT)
+    assert not violations, "imports against the layout:\n" + "\n".join(map(str, violations))
+
+
+def test_service_never_imports_opslib():
+    violations = check_service(ROOT)
+    assert not violations, "\n".join(map(str, violations))
+
+
+def test_ls_opslib_shows_the_rooms_and_each_says_what_it_owns_and_may_import():
+    entries = {p.name for p in (ROOT / "opslib").iterdir() if p.name != "__pycache__"}
+    assert entries == {*ROOMS, "__init__.py"}, "a new top-level module belongs in a room"
+    for room in ROOMS:
+        init = ROOT / "opslib" / room / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "Owns" in doc and "May import" in doc, f"{init}: say what it owns and may import"
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "service").mkdir(exist_ok=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # localcloud reaching up into a step
+        (
+            {"opslib/localcloud/run_api.py": "from opslib.steps.deploy import service\n"},
+            "opslib/localcloud/run_api.py:1 imports opslib.steps.deploy.service",
+        ),
+        # a step importing the notebook machinery, lazily inside a function
+        (
+            {"opslib/steps/scaffold.py": "def f():\n    from opslib.notebook import widgets\n"},
+            "opslib/steps/scaffold.py:2 imports opslib.notebook.widgets",
+        ),
+        # step 5 calling the doctor (which imports the steps): the cycle this layout removed
+        (
+            {"opslib/steps/verify/service.py": "from opslib import doctor\n"},
+            "opslib/steps/verify/service.py:1 imports opslib.doctor",
+        ),
+        # a relative import going up two levels into the doctor
+        (
+            {"opslib/steps/verify/job.py": "from ...doctor import diagnose\n"},
+            "opslib/steps/verify/job.py:1 imports opslib.doctor",
+        ),
+        # the bottom room importing anything of opslib
+        (
+            {"opslib/core/plan.py": "import opslib.spec.model\n"},
+            "opslib/core/plan.py:1 imports opslib.spec.model: core may import only nothing",
+        ),
+        # a step talking to localcloud directly instead of through opslib.cloud's clients
+        (
+            {"opslib/steps/logs.py": "from opslib.localcloud import control\n"},
+            "opslib/steps/logs.py:1 imports opslib.localcloud.control: only cloud and cli",
+        ),
+        # a module outside every room
+        ({"opslib/helpers/util.py": "x = 1\n"}, "opslib/helpers/util.py:1 imports -"),
+    ],
+)
+def test_the_checker_fails_on_a_forbidden_import(tmp_path, files, expected):
+    violations = check_opslib(_tree(tmp_path, files))
+    assert any(str(v).startswith(expected) for v in violations), violations
+
+
+def test_the_checker_allows_imports_downward(tmp_path):
+    files = {
+        "opslib/doctor/facts.py": "from opslib.steps import logs\nfrom opslib.cloud import x\n",
+        "opslib/localcloud/scheduler.py": "from opslib.spec import cron\n",
+        "opslib/cli/main.py": "from opslib.notebook import runner\n",
+        "opslib/steps/deploy/service.py": "from opslib.steps.endpoint import source\n",
+    }
+    assert check_opslib(_tree(tmp_path, files)) == []
+
+
+def test_the_checker_fails_when_service_imports_opslib(tmp_path):
+    root = _tree(tmp_path, {"service/scripts/batch/fx.py": "from opslib.spec import cron\n"})
+    assert [str(v) for v in check_service(root)] == [
+        "service/scripts/batch/fx.py:1 imports opslib.spec.cron: "
+        "service/ runs in the container without opslib; copy what it needs"
+    ]
