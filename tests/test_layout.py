@@ -66,8 +66,8 @@ def check_opslib(root: Path) -> list[Violation]:
     violations = []
     for path in sorted((root / "opslib").rglob("*.py")):
         relative = path.relative_to(root)
-        mine = room_of(".".join(relative.parent.parts + (relative.stem,)))
-        if relative == Path("opslib/__init__.py"):  # opslib/__init__.py: a docstring, it imports nothing
+        mine = room_of(".".join((*relative.parent.parts, relative.stem)))
+        if relative == Path("opslib/__init__.py"):  # a docstring only: it imports nothing
             for line, module in imported_modules(path, "opslib"):
                 if module.startswith("opslib"):
                     rule = "opslib/__init__.py imports nothing, so `import opslib` stays cheap"
