@@ -9,7 +9,9 @@ import upward is still a dependency a reader has to follow. The checker reads th
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,41 @@ def test_the_checker_fails_when_service_imports_opslib(tmp_path):
         "service/scripts/batch/fx.py:1 imports opslib.spec.cron: "
         "service/ runs in the container without opslib; copy what it needs"
     ]
+
+
+def _backticked(text: str) -> list[str]:
+    return re.findall(r"`([^`\s]+)`", text)
+
+
+def test_the_architecture_page_names_modules_that_exist():
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert "(docs/architecture.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = []
+    for token in _backticked(page):  # a path: from the repository root or from opslib/
+        if token.endswith((".py", ".j2")) or token.rstrip("/").count("/") >= 1:
+            path = re.sub(r"<\w+>", "*", token).rstrip("/")  # service/scripts/batch/<job>.py
+            if path.endswith("..."):
+                continue
+            globs = (path, f"{path}.*")  # notebooks/01_write_function
+            if not any(
+                hit for base in (ROOT, ROOT / "opslib") for g in globs for hit in base.glob(g)
+            ):
+                missing.append(token)
+    for row in re.findall(r"^\| `opslib/(\w+)/` \|(.*)$", page, re.M):  # the rooms' table
+        room, cells = row
+        names = _names_in(ROOT / "opslib" / room)
+        for token in _backticked(cells.rsplit("|", 2)[0]):
+            words = [w for w in re.split(r"[/ ]", token) if w]
+            if not all(any(fnmatch(n, w) for n in names) for w in words):
+                missing.append(f"{room}: {token}")
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+
+
+def _names_in(room: Path) -> set[str]:
+    """Module and package names under a room, and the names its modules define at top level."""
+    names = {p.stem for p in room.rglob("*.py")} | {p.name for p in room.rglob("*") if p.is_dir()}
+    for path in room.rglob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names.add(node.name)
+    return names
