@@ -83,13 +83,16 @@ def papermill_floor(notebook: Path, out: Path, script: str = FIVE_EMPTY) -> floa
     return time.perf_counter() - started
 
 
-def opslib_run(state: Path, runs: Path) -> float:
-    """Seconds for `opslib run parameters/example.yaml` with its own localcloud state."""
+def opslib_run(state: Path, runs: Path, workspace: Path) -> float:
+    """Seconds for `opslib run parameters/example.yaml` with its own state and workspace.
+
+    The workspace keeps steps 1-2 out of the project's own service/ (what the user commits).
+    """
     env = {k: v for k, v in os.environ.items() if k != "OPSLIB_LOCALCLOUD_URL"}
     env["OPSLIB_LOCALCLOUD_STATE"] = str(state)
     started = time.perf_counter()
     result = subprocess.run(
-        [OPSLIB, "run", "parameters/example.yaml", "--runs", str(runs)],
+        [OPSLIB, "run", "parameters/example.yaml", "--runs", str(runs), "--workspace", workspace],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -115,9 +118,10 @@ def main() -> None:
             gunicorn_s = cold_start(hello, "app:app")
             strict_s = papermill_floor(notebook, base / f"pk-{round_}", FIVE_EMPTY_ONE_KERNEL)
             state, runs = base / f"state-{round_}", base / f"runs-{round_}"
+            workspace = base / f"workspace-{round_}"
             try:
-                first = opslib_run(state, runs)
-                second = opslib_run(state, runs)
+                first = opslib_run(state, runs, workspace)
+                second = opslib_run(state, runs, workspace)
             finally:
                 control.stop(state)
                 shutil.rmtree(state, ignore_errors=True)
