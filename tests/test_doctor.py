@@ -36,7 +36,7 @@ from opslib.cli.main import main
 from opslib.cloud.clients import Clients
 from opslib.core.errors import OpslibError
 from opslib.doctor import diagnose as doctor
-from opslib.doctor import pricing
+from opslib.doctor import explain, pricing
 from opslib.doctor.timing import needed
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
@@ -186,7 +186,7 @@ def scheduler_deadline(tmp: Path) -> Scenario:
     s = make(tmp, "doc-dl", sleep_in_run(17), schedule={"attempt_deadline": "15s"})
     clients = new_clients()
     deploy_and_schedule(s, clients)
-    s.extra["verdict"] = step5.verify(s.spec, clients, progress=False)
+    s.extra["verdict"] = explain.verify(s.spec, clients, progress=False)
     wait_for_ends(s, clients, 1)
     return s
 
@@ -342,7 +342,7 @@ def route_lost(tmp: Path) -> Scenario:
     patch_endpoint(spec_b, copy)
     step3.deploy(spec_b, copy, clients, progress=False)
     step4.schedule(spec_a, clients)
-    verdict = step5.verify(spec_a, clients, progress=False)
+    verdict = explain.verify(spec_a, clients, progress=False)
     extra = {"files": [a, b], "more": [spec_b], "had": had, "verdict": verdict}
     extra["serving"] = serving_revision(spec_a, clients)
     return Scenario(spec_a, yaml.safe_load(a.read_text()), project / "service", extra)
