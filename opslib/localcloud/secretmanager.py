@@ -17,7 +17,7 @@ from opslib.localcloud import schema
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition, invalid
-from opslib.localcloud.router import Call, Router
+from opslib.localcloud.router import Call, Handler, Router
 
 SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 MAX_PAYLOAD = 64 * 1024
@@ -102,8 +102,20 @@ def _public(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(router: Router, cloud: Cloud) -> SecretManager:
+    """The backend, with its routes: secrets, their versions, payloads, then state changes."""
     sm = SecretManager(cloud)
     base = "/v1/projects/{project}/secrets"
+    _secrets(router, sm, base)
+    _secret_edits(router, sm, base)
+    _versions(router, sm, base)
+    _access(router, sm, base)
+    _transitions(router, sm, base)
+    return sm
+
+
+def _secrets(router: Router, sm: SecretManager, base: str) -> None:
+    """Create, list and get secrets."""
+    cloud = sm.cloud
 
     async def create(call: Call) -> dict[str, Any]:
         body = schema.check(await call.json(), SECRET_SCHEMA, "secret")
@@ -140,6 +152,14 @@ def register(router: Router, cloud: Cloud) -> SecretManager:
     async def get(call: Call) -> dict[str, Any]:
         return sm.secret(call.params["project"], call.params["secret"])
 
+    router.add("POST", base, create)
+    router.add("GET", base, list_secrets)
+    router.add("GET", base + "/{secret}", get)
+
+
+def _secret_edits(router: Router, sm: SecretManager, base: str) -> None:
+    """Patch (by update mask) and delete a secret."""
+
     async def patch(call: Call) -> dict[str, Any]:
         secret = sm.secret(call.params["project"], call.params["secret"])
         body = schema.check(await call.json(), SECRET_SCHEMA, "secret")
@@ -163,6 +183,14 @@ def register(router: Router, cloud: Cloud) -> SecretManager:
         sm.data["versions"].pop(secret["name"], None)
         sm.save()
         return {}
+
+    router.add("PATCH", base + "/{secret}", patch)
+    router.add("DELETE", base + "/{secret}", delete)
+
+
+def _versions(router: Router, sm: SecretManager, base: str) -> None:
+    """Add, list and get a secret's versions (without their payloads)."""
+    cloud = sm.cloud
 
     async def add_version(call: Call) -> dict[str, Any]:
         secret = sm.secret(call.params["project"], call.params["secret"])
@@ -205,6 +233,14 @@ def register(router: Router, cloud: Cloud) -> SecretManager:
         p = call.params
         return _public(sm.version(p["project"], p["secret"], p["version"]))
 
+    router.add("POST", base + "/{secret}:addVersion", add_version)
+    router.add("GET", base + "/{secret}/versions", list_versions)
+    router.add("GET", base + "/{secret}/versions/{version}", get_version)
+
+
+def _access(router: Router, sm: SecretManager, base: str) -> None:
+    """A version's payload, with its CRC32C (only while the version is enabled)."""
+
     async def access(call: Call) -> dict[str, Any]:
         p = call.params
         entry = sm.version(p["project"], p["secret"], p["version"])
@@ -217,7 +253,14 @@ def register(router: Router, cloud: Cloud) -> SecretManager:
             },
         }
 
-    def transition(target: str):
+    router.add("GET", base + "/{secret}/versions/{version}:access", access)
+
+
+def _transitions(router: Router, sm: SecretManager, base: str) -> None:
+    """Disable, enable and destroy a version: one handler per target state."""
+    cloud = sm.cloud
+
+    def transition(target: str) -> Handler:
         async def handler(call: Call) -> dict[str, Any]:
             p = call.params
             entry = sm.version(p["project"], p["secret"], p["version"])
@@ -235,16 +278,6 @@ def register(router: Router, cloud: Cloud) -> SecretManager:
 
         return handler
 
-    router.add("POST", base, create)
-    router.add("GET", base, list_secrets)
-    router.add("GET", base + "/{secret}", get)
-    router.add("PATCH", base + "/{secret}", patch)
-    router.add("DELETE", base + "/{secret}", delete)
-    router.add("POST", base + "/{secret}:addVersion", add_version)
-    router.add("GET", base + "/{secret}/versions", list_versions)
-    router.add("GET", base + "/{secret}/versions/{version}", get_version)
-    router.add("GET", base + "/{secret}/versions/{version}:access", access)
     router.add("POST", base + "/{secret}/versions/{version}:disable", transition("DISABLED"))
     router.add("POST", base + "/{secret}/versions/{version}:enable", transition("ENABLED"))
     router.add("POST", base + "/{secret}/versions/{version}:destroy", transition("DESTROYED"))
-    return sm
