@@ -252,7 +252,17 @@ def _multipart(raw: bytes, content_type: str) -> tuple[dict[str, Any], bytes]:
 
 
 def register(router: Router, cloud: Cloud) -> Storage:
+    """The backend, with its routes: buckets, objects, then uploads."""
     storage = Storage(cloud)
+    _buckets(router, storage)
+    _objects(router, storage)
+    _uploads(router, storage)
+    return storage
+
+
+def _buckets(router: Router, storage: Storage) -> None:
+    """Insert, get, list and delete buckets."""
+    cloud = storage.cloud
 
     async def insert_bucket(call: Call) -> dict[str, Any]:
         body = await call.json()
@@ -298,6 +308,16 @@ def register(router: Router, cloud: Cloud) -> Storage:
         storage.save()
         return web.Response(status=204)
 
+    router.add("POST", "/storage/v1/b", insert_bucket)
+    router.add("GET", "/storage/v1/b", list_buckets)
+    router.add("GET", "/storage/v1/b/{bucket}", get_bucket)
+    router.add("DELETE", "/storage/v1/b/{bucket}", delete_bucket)
+
+
+def _objects(router: Router, storage: Storage) -> None:
+    """Get (metadata or media), download, list and delete objects."""
+    cloud = storage.cloud
+
     async def get_object(call: Call) -> Any:
         obj = storage.live(call.params["bucket"], call.params["object"], call.query)
         _read_check(storage, obj, call.query)
@@ -328,6 +348,16 @@ def register(router: Router, cloud: Cloud) -> Storage:
         del storage.data["objects"][f"{obj['bucket']}/{obj['name']}"]
         storage.save()
         return web.Response(status=204, headers=server_date(cloud))
+
+    router.add("GET", "/storage/v1/b/{bucket}/o", list_objects)
+    router.add("GET", "/storage/v1/b/{bucket}/o/{object*}", get_object)
+    router.add("DELETE", "/storage/v1/b/{bucket}/o/{object*}", delete_object)
+    router.add("GET", "/download/storage/v1/b/{bucket}/o/{object*}", download)
+
+
+def _uploads(router: Router, storage: Storage) -> None:
+    """Media, multipart and resumable uploads; a resumable one completes with PUTs."""
+    cloud = storage.cloud
 
     async def upload(call: Call) -> Any:
         bucket = call.params["bucket"]
@@ -379,14 +409,5 @@ def register(router: Router, cloud: Cloud) -> Storage:
         obj = storage.put(session["bucket"], session["name"], data, session["meta"], wanted)
         return answer(cloud, public(obj))
 
-    router.add("POST", "/storage/v1/b", insert_bucket)
-    router.add("GET", "/storage/v1/b", list_buckets)
-    router.add("GET", "/storage/v1/b/{bucket}", get_bucket)
-    router.add("DELETE", "/storage/v1/b/{bucket}", delete_bucket)
-    router.add("GET", "/storage/v1/b/{bucket}/o", list_objects)
-    router.add("GET", "/storage/v1/b/{bucket}/o/{object*}", get_object)
-    router.add("DELETE", "/storage/v1/b/{bucket}/o/{object*}", delete_object)
-    router.add("GET", "/download/storage/v1/b/{bucket}/o/{object*}", download)
     router.add("POST", "/upload/storage/v1/b/{bucket}/o", upload)
     router.add("PUT", "/upload/storage/v1/b/{bucket}/o", resumable_put)
-    return storage
