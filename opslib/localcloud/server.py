@@ -91,10 +91,50 @@ async def _housekeeping(cloud: Cloud, run: run_api.RunBackend) -> None:
 
 
 def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
+    """The routes tests and the CLI drive localcloud by, and the metadata server's."""
+    _status_routes(app, cloud, router)
+    _clock_routes(app, cloud)
+    _state_routes(app, cloud)
+    _identity_routes(app, cloud)
+
+
+def _status_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
+    """What the server is and what it was asked: health, routes, calls, a build's log."""
+
     async def health(_: web.Request) -> web.Response:
         # The state directory lets a second `start` on this port name the command that stops us.
         answer = {"status": "ok", "pid": os.getpid(), "url": cloud.base_url}
         return web.json_response({**answer, "state": str(cloud.state_dir)})
+
+    async def routes(_: web.Request) -> web.Response:
+        return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
+
+    async def calls(request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        made = router.calls[since:]
+        return web.json_response(
+            {"next": len(router.calls), "calls": [{"method": m, "path": p} for m, p in made]}
+        )
+
+    async def build_log(request: web.Request) -> web.Response:
+        build_id = request.match_info["build"]
+        lines = [
+            e.get("textPayload", "")
+            for e in cloud.logs.entries
+            if e["resource"].get("labels", {}).get("build_id") == build_id
+        ]
+        if not lines:
+            return web.Response(status=404, text=f"no log for build {build_id}\n")
+        return web.Response(text="\n".join(lines) + "\n")
+
+    app.router.add_get(f"{CONTROL}/health", health)
+    app.router.add_get(f"{CONTROL}/routes", routes)
+    app.router.add_get(f"{CONTROL}/calls", calls)
+    app.router.add_get(CONTROL + "/builds/{build}", build_log)
+
+
+def _clock_routes(app: web.Application, cloud: Cloud) -> None:
+    """Read localcloud's clock, or move it forward (firing the schedules that come due)."""
 
     async def clock(_: web.Request) -> web.Response:
         return web.json_response({"now": rfc3339(cloud.clock.now()), "offset": cloud.clock.offset})
@@ -107,14 +147,12 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
         fired = await cloud.services["scheduler_runner"].advance(seconds)
         return web.json_response({"now": rfc3339(cloud.clock.now()), "fired": fired})
 
-    async def token(request: web.Request) -> web.Response:
-        body = await request.json()
-        email, audience, scope = body.get("email"), body.get("audience"), body.get("scope")
-        if email and scope and not audience:  # an OAuth access token, for Google APIs
-            return web.json_response({"token": tokens.mint_access(cloud, email, scope)})
-        if not email or not audience:
-            return web.json_response({"error": "give email and audience (or scope)"}, status=400)
-        return web.json_response({"token": tokens.mint(cloud, email, audience)})
+    app.router.add_get(f"{CONTROL}/clock", clock)
+    app.router.add_post(f"{CONTROL}/clock:advance", advance)
+
+
+def _state_routes(app: web.Application, cloud: Cloud) -> None:
+    """Reset every API's state, and list or stop the running service instances."""
 
     async def reset(_: web.Request) -> web.Response:
         for service in list(cloud.services.values()):
@@ -150,23 +188,22 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
             }
         )
 
-    async def build_log(request: web.Request) -> web.Response:
-        build_id = request.match_info["build"]
-        lines = [
-            e.get("textPayload", "")
-            for e in cloud.logs.entries
-            if e["resource"].get("labels", {}).get("build_id") == build_id
-        ]
-        if not lines:
-            return web.Response(status=404, text=f"no log for build {build_id}\n")
-        return web.Response(text="\n".join(lines) + "\n")
+    app.router.add_post(f"{CONTROL}/reset", reset)
+    app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
+    app.router.add_get(f"{CONTROL}/instances", instances)
 
-    async def calls(request: web.Request) -> web.Response:
-        since = int(request.query.get("since", "0"))
-        made = router.calls[since:]
-        return web.json_response(
-            {"next": len(router.calls), "calls": [{"method": m, "path": p} for m, p in made]}
-        )
+
+def _identity_routes(app: web.Application, cloud: Cloud) -> None:
+    """Tokens: minted for tests, and the metadata server's for instances."""
+
+    async def token(request: web.Request) -> web.Response:
+        body = await request.json()
+        email, audience, scope = body.get("email"), body.get("audience"), body.get("scope")
+        if email and scope and not audience:  # an OAuth access token, for Google APIs
+            return web.json_response({"token": tokens.mint_access(cloud, email, scope)})
+        if not email or not audience:
+            return web.json_response({"error": "give email and audience (or scope)"}, status=400)
+        return web.json_response({"token": tokens.mint(cloud, email, audience)})
 
     async def metadata_token(request: web.Request) -> web.Response:
         """The metadata server's access token for the instance's service account."""
@@ -185,22 +222,10 @@ def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
             return web.Response(status=403, text="Missing Metadata-Flavor:Google header.\n")
         return web.Response(text=request.query.get("project", "localcloud"))
 
-    async def routes(_: web.Request) -> web.Response:
-        return web.json_response({"routes": [f"{m} {p}" for m, p in router.table()]})
-
-    app.router.add_get(f"{CONTROL}/health", health)
-    app.router.add_get(f"{CONTROL}/clock", clock)
-    app.router.add_post(f"{CONTROL}/clock:advance", advance)
     app.router.add_post(f"{CONTROL}/token", token)
-    app.router.add_post(f"{CONTROL}/reset", reset)
-    app.router.add_get(f"{CONTROL}/routes", routes)
-    app.router.add_post(f"{CONTROL}/instances:scaleToZero", scale_to_zero)
-    app.router.add_get(f"{CONTROL}/instances", instances)
-    app.router.add_get(f"{CONTROL}/calls", calls)
     token_path = "/computeMetadata/v1/instance/service-accounts/default/token"
     app.router.add_get(token_path, metadata_token)
     app.router.add_get("/computeMetadata/v1/project/project-id", metadata_project)
-    app.router.add_get(CONTROL + "/builds/{build}", build_log)
 
 
 async def serve(state: Path, port: int) -> None:
