@@ -155,7 +155,16 @@ class CloudBuild:
 
 
 def register(router: Router, cloud: Cloud) -> CloudBuild:
+    """The backend, with its routes: builds (global or in a location), then operations."""
     cb = CloudBuild(cloud)
+    _builds(router, cb)
+    _operations(router, cb)
+    return cb
+
+
+def _builds(router: Router, cb: CloudBuild) -> None:
+    """Create, get, list and cancel builds, under a project and under its locations."""
+    cloud = cb.cloud
 
     async def create(call: Call) -> dict[str, Any]:
         project = call.params["project"]
@@ -199,14 +208,6 @@ def register(router: Router, cloud: Cloud) -> CloudBuild:
         builds = [b for b in cb.data["builds"].values() if b["projectId"] == project]
         return {"builds": sorted(builds, key=lambda b: b["createTime"], reverse=True)}
 
-    async def get_operation(call: Call) -> dict[str, Any]:
-        name = call.params["name"]
-        parts = name.split("/")
-        if len(parts) != 3 or parts[0] != "build":
-            raise ApiError("NOT_FOUND", f"Operation operations/{name} not found.")
-        build_id = base64.b64decode(parts[2] + "==").decode()
-        return cb.operation(cb.build(build_id))
-
     async def cancel(call: Call) -> dict[str, Any]:
         build = cb.build(call.params["build"])
         if build["status"] in ("QUEUED", "WORKING"):
@@ -218,5 +219,17 @@ def register(router: Router, cloud: Cloud) -> CloudBuild:
         router.add("GET", prefix + "/builds", list_builds)
         router.add("GET", prefix + "/builds/{build}", get)
         router.add("POST", prefix + "/builds/{build}:cancel", cancel)
+
+
+def _operations(router: Router, cb: CloudBuild) -> None:
+    """A build's long-running operation, by the name create answered with."""
+
+    async def get_operation(call: Call) -> dict[str, Any]:
+        name = call.params["name"]
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != "build":
+            raise ApiError("NOT_FOUND", f"Operation operations/{name} not found.")
+        build_id = base64.b64decode(parts[2] + "==").decode()
+        return cb.operation(cb.build(build_id))
+
     router.add("GET", "/v1/operations/{name*}", get_operation)
-    return cb
