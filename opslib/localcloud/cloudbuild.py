@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from opslib.localcloud import imagebuild
+from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, invalid
@@ -24,25 +25,18 @@ from opslib.localcloud.router import Call, Router
 
 DOCKER = ("gcr.io/cloud-builders/docker", "docker", "gcr.io/cloud-builders/docker:latest")
 TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1."
-COLLECTION = "cloudbuild"
 
 
-class CloudBuild:
+class CloudBuild(CollectionBackend):
     """Builds keyed by id; the registry of built images (tag -> digest) lives here too."""
 
+    COLLECTION = "cloudbuild"
+    MAPS = ("builds", "tags")
+
     def __init__(self, cloud: Cloud) -> None:
-        self.cloud = cloud
-        self.data = cloud.store.collection(COLLECTION)
-        self.init()
+        super().__init__(cloud)
         self.images: Path = cloud.store.dir("images")
         self.tasks: set[asyncio.Task[None]] = set()
-
-    def init(self) -> None:
-        self.data.setdefault("builds", {})
-        self.data.setdefault("tags", {})
-
-    def save(self) -> None:
-        self.cloud.store.save(COLLECTION)
 
     def resolve_image(self, image: str) -> str | None:
         """The digest an image reference (tag or @sha256) points at, if localcloud built it."""

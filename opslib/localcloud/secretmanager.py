@@ -14,6 +14,7 @@ from typing import Any
 import google_crc32c
 
 from opslib.localcloud import schema
+from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition, invalid
@@ -42,25 +43,22 @@ ADD_SCHEMA = {
     "parent": schema.SCALAR,
 }
 STATES = {1: "ENABLED", 2: "DISABLED", 3: "DESTROYED"}
-COLLECTION = "secretmanager"
 
 
-class SecretManager:
+class SecretManager(CollectionBackend):
     """The backend: secrets keyed by full name (with the project number)."""
 
-    def __init__(self, cloud: Cloud) -> None:
-        self.cloud = cloud
-        self.data = cloud.store.collection(COLLECTION)
-        self.init()
-        self.save()
+    COLLECTION = "secretmanager"
+    MAPS = ("secrets", "versions")
 
-    def init(self) -> None:
-        self.data.setdefault("secrets", {})
-        self.data.setdefault("versions", {})
+    def __init__(self, cloud: Cloud) -> None:
+        super().__init__(cloud)
+        self.save()  # the file holds payloads: mode 0600 from the start
 
     def save(self) -> None:
-        self.cloud.store.save(COLLECTION)
-        (self.cloud.store.root / f"{COLLECTION}.json").chmod(0o600)
+        """Write the collection, readable by this user only (it holds the payloads)."""
+        super().save()
+        (self.cloud.store.root / f"{self.COLLECTION}.json").chmod(0o600)
 
     def name(self, project: str, secret: str) -> str:
         return f"projects/{self.cloud.project_number(project)}/secrets/{secret}"

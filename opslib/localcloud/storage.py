@@ -31,13 +31,13 @@ from urllib.parse import quote
 import google_crc32c
 from aiohttp import web
 
+from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, invalid
 from opslib.localcloud.router import Call, Router
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-COLLECTION = "storage"
 PRECONDITIONS = (
     "ifGenerationMatch",
     "ifGenerationNotMatch",
@@ -100,22 +100,16 @@ def unmet(obj: dict[str, Any] | None, wanted: dict[str, int]) -> str | None:
     return None
 
 
-class Storage:
+class Storage(CollectionBackend):
     """Buckets and object metadata in a collection; bytes in files named by a digest."""
 
+    COLLECTION = "storage"
+    MAPS = ("buckets", "objects", "uploads")
+
     def __init__(self, cloud: Cloud) -> None:
-        self.cloud = cloud
-        self.data = cloud.store.collection(COLLECTION)
-        self.init()
+        super().__init__(cloud)
         self.blobs: Path = cloud.store.dir("storage-blobs")
         self.last_generation = 0
-
-    def init(self) -> None:
-        for key in ("buckets", "objects", "uploads"):
-            self.data.setdefault(key, {})
-
-    def save(self) -> None:
-        self.cloud.store.save(COLLECTION)
 
     def bucket(self, name: str) -> dict[str, Any]:
         if name not in self.data["buckets"]:
