@@ -38,15 +38,15 @@ class BuildFailed(Exception):
 
 @dataclass
 class Image:
-    """A built image: files under `root`, and how to run them."""
+    """A built image: files under `root`, and how to run them (no defaults: those are _State's)."""
 
     digest: str
     root: Path
-    workdir: str = "/"
-    env: dict[str, str] = field(default_factory=dict)
-    entrypoint: list[str] = field(default_factory=list)
-    cmd: list[str] = field(default_factory=lambda: ["python3"])
-    pyenv: str = ""
+    workdir: str
+    env: dict[str, str]
+    entrypoint: list[str]
+    cmd: list[str]
+    pyenv: str
 
     def config(self) -> dict[str, object]:
         return {
@@ -60,6 +60,8 @@ class Image:
 
 @dataclass
 class _State:
+    """What the Dockerfile has set so far, from the defaults an image starts with."""
+
     root: Path
     envs: Path
     workdir: str = "/"
