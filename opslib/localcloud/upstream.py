@@ -76,6 +76,22 @@ def _fields(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return headers, lookup
 
 
+def _head_lines(
+    buffer: bytearray, error: type[Exception], too_large: str
+) -> tuple[int, str, list[str]] | None:
+    """A complete head's end, first line and header lines; None while more bytes may complete it.
+
+    Both peers' heads are bounded by HEADER_LIMIT the same way; past it, `error(too_large)`.
+    """
+    end = buffer.find(b"\r\n\r\n", 0, HEADER_LIMIT + 4)
+    if end < 0:
+        if len(buffer) > HEADER_LIMIT:
+            raise error(too_large)
+        return None
+    first, *lines = buffer[:end].decode("latin-1").split("\r\n")
+    return end, first, lines
+
+
 def _chunked_end(buffer: bytearray, start: int, spans: list[tuple[int, int]]) -> int | None:
     """Where a chunked body that begins at `start` ends, or None until more bytes come.
 
@@ -221,12 +237,10 @@ class Listener(asyncio.Protocol):
         """The next complete request in the buffer (which then drops its bytes), or None."""
         buffer = self.buffer
         if self.head is None:
-            end = buffer.find(b"\r\n\r\n", 0, HEADER_LIMIT + 4)
-            if end < 0:
-                if len(buffer) > HEADER_LIMIT:
-                    raise BadRequest("request head too large")
+            found = _head_lines(buffer, BadRequest, "request head too large")
+            if found is None:
                 return None
-            line, *raw = buffer[:end].decode("latin-1").split("\r\n")
+            end, line, raw = found
             parts = line.split(" ")
             if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
                 raise BadRequest(f"bad request line {line!r}")
@@ -429,12 +443,10 @@ class _Upstream(asyncio.Protocol):
         """The answer once it is complete in the buffer, and whether the connection is reusable."""
         buffer = self.buffer
         while self.head is None:
-            end = buffer.find(b"\r\n\r\n", 0, HEADER_LIMIT + 4)
-            if end < 0:
-                if len(buffer) > HEADER_LIMIT:
-                    raise UpstreamError("instance answered a head too large")
+            found = _head_lines(buffer, UpstreamError, "instance answered a head too large")
+            if found is None:
                 return None
-            status_line, *raw = buffer[:end].decode("latin-1").split("\r\n")
+            end, status_line, raw = found
             parts = status_line.split(" ", 2)
             if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
                 raise UpstreamError(f"not an HTTP/1.1 answer: {status_line!r}")
