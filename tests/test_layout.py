@@ -228,3 +228,28 @@ def _names_in(room: Path) -> set[str]:
             if isinstance(node, ast.FunctionDef | ast.ClassDef):
                 names.add(node.name)
     return names
+
+
+def test_the_readme_and_docs_name_modules_that_exist():
+    """`opslib.a.b` and `opslib/a/b.py` in README.md, docs/ and the notebooks resolve."""
+    texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *ROOT.glob("notebooks/*.ipynb")]
+    missing = []
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        for name in set(re.findall(r"\bopslib(?:\.[a-z_]+)+", text)):
+            parts = name.split(".")
+            module = ROOT.joinpath(*parts)
+            if module.is_dir() or module.with_suffix(".py").is_file():
+                continue
+            owner = ROOT.joinpath(*parts[:-1]).with_suffix(".py")  # opslib.x.module.attribute
+            if not (owner.is_file() and parts[-1] in _names_in_file(owner)):
+                missing.append(f"{path.name}: {name}")
+        for relative in set(re.findall(r"\bopslib/[a-z_/]+\.py", text)):
+            if not (ROOT / relative).is_file():
+                missing.append(f"{path.name}: {relative}")
+    assert not missing, f"names that are not in the tree: {sorted(missing)}"
+
+
+def _names_in_file(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
