@@ -309,12 +309,25 @@ def _default_account(cloud: Cloud, service: dict[str, Any]) -> str:
 
 
 def register(router: Router, cloud: Cloud) -> RunBackend:
+    """Serve the services, IAM, revisions and operations routes; the server keeps the backend."""
     run = RunBackend(cloud)
     base = "/v2/projects/{project}/locations/{location}"
+    _services(router, run, base)
+    _service_changes(router, run, base)
+    _iam(router, run, base)
+    _revisions(router, run, base)
+    _operations(router, run, base)
+    return run
 
-    def service_name(call: Call) -> str:
-        p = call.params
-        return f"projects/{p['project']}/locations/{p['location']}/services/{p['service']}"
+
+def _service_name(call: Call) -> str:
+    """The service a call's path names."""
+    p = call.params
+    return f"projects/{p['project']}/locations/{p['location']}/services/{p['service']}"
+
+
+def _services(router: Router, run: RunBackend, base: str) -> None:
+    """Create, read and list services."""
 
     async def create(call: Call) -> dict[str, Any]:
         p = call.params
@@ -333,7 +346,7 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
         return run.apply(run.new_service(name, spec), spec)
 
     async def get(call: Call) -> dict[str, Any]:
-        return run.view(run.service(service_name(call)))
+        return run.view(run.service(_service_name(call)))
 
     async def list_services(call: Call) -> dict[str, Any]:
         p = call.params
@@ -341,8 +354,16 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
         items = [run.view(s) for n, s in run.data["services"].items() if n.startswith(prefix)]
         return {"services": sorted(items, key=lambda s: s["createTime"], reverse=True)}
 
+    router.add("POST", base + "/services", create)
+    router.add("GET", base + "/services", list_services)
+    router.add("GET", base + "/services/{service}", get)
+
+
+def _service_changes(router: Router, run: RunBackend, base: str) -> None:
+    """Update and delete a service."""
+
     async def patch(call: Call) -> dict[str, Any]:
-        name = service_name(call)
+        name = _service_name(call)
         spec = run_model.normalize(await call.json())
         if name not in run.data["services"]:
             if call.query.get("allowMissing") != "true":
@@ -357,7 +378,7 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
         return run.apply(service, spec)
 
     async def delete(call: Call) -> dict[str, Any]:
-        service = run.service(service_name(call))
+        service = run.service(_service_name(call))
         for revision in [
             r for r in run.data["revisions"].values() if r["service"] == service["name"]
         ]:
@@ -369,6 +390,80 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
         op = run.operation(service)
         run.finish(op, service)
         return op
+
+    router.add("PATCH", base + "/services/{service}", patch)
+    router.add("DELETE", base + "/services/{service}", delete)
+
+
+def _iam(router: Router, run: RunBackend, base: str) -> None:
+    """A service's IAM policy."""
+
+    async def get_iam(call: Call) -> dict[str, Any]:
+        return run.service(_service_name(call))["_iam"]
+
+    async def set_iam(call: Call) -> dict[str, Any]:
+        service = run.service(_service_name(call))
+        policy = (await call.json()).get("policy") or {}
+        if policy.get("etag") and policy["etag"] != service["_iam"]["etag"]:
+            raise ApiError(
+                "ABORTED",
+                "There were concurrent policy changes. Please retry the whole read-modify-write "
+                "with exponential backoff.",
+            )
+        service["_iam"] = {
+            "version": policy.get("version", 1),
+            "bindings": policy.get("bindings", []),
+            "etag": base64.b64encode(uuid.uuid4().bytes[:8]).decode(),
+        }
+        run.save()
+        return service["_iam"]
+
+    async def test_iam(call: Call) -> dict[str, Any]:
+        run.service(_service_name(call))
+        wanted = (await call.json()).get("permissions", [])
+        return {"permissions": [p for p in wanted if p.startswith("run.")]}
+
+    router.add("GET", base + "/services/{service}:getIamPolicy", get_iam)
+    router.add("POST", base + "/services/{service}:setIamPolicy", set_iam)
+    router.add("POST", base + "/services/{service}:testIamPermissions", test_iam)
+
+
+def _revisions(router: Router, run: RunBackend, base: str) -> None:
+    """A service's revisions: list, read, delete."""
+
+    async def get_revision(call: Call) -> dict[str, Any]:
+        return run.view(run.revision(f"{_service_name(call)}/revisions/{call.params['revision']}"))
+
+    async def list_revisions(call: Call) -> dict[str, Any]:
+        name = _service_name(call)
+        run.service(name)
+        items = [run.view(r) for r in run.data["revisions"].values() if r["service"] == name]
+        return {"revisions": sorted(items, key=lambda r: r["createTime"], reverse=True)}
+
+    async def delete_revision(call: Call) -> dict[str, Any]:
+        service = run.service(_service_name(call))
+        name = f"{service['name']}/revisions/{call.params['revision']}"
+        revision = run.revision(name)
+        if name in run.serving(service):
+            raise failed_precondition(
+                f"Revision {call.params['revision']} is serving traffic and cannot be deleted."
+            )
+        await run.instances.stop(name)
+        del run.data["revisions"][name]
+        run.save()
+        return {
+            "name": f"{name}/operations/delete",
+            "done": True,
+            "response": {"@type": TYPE + "Revision", **run.view(revision)},
+        }
+
+    router.add("GET", base + "/services/{service}/revisions", list_revisions)
+    router.add("GET", base + "/services/{service}/revisions/{revision}", get_revision)
+    router.add("DELETE", base + "/services/{service}/revisions/{revision}", delete_revision)
+
+
+def _operations(router: Router, run: RunBackend, base: str) -> None:
+    """The long-running operations of services and jobs (jobs_backend stores its own here)."""
 
     async def get_operation(call: Call) -> dict[str, Any]:
         p = call.params
@@ -392,69 +487,6 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
             "operations": [o for n, o in run.data["operations"].items() if n.startswith(prefix)]
         }
 
-    async def get_revision(call: Call) -> dict[str, Any]:
-        return run.view(run.revision(f"{service_name(call)}/revisions/{call.params['revision']}"))
-
-    async def list_revisions(call: Call) -> dict[str, Any]:
-        name = service_name(call)
-        run.service(name)
-        items = [run.view(r) for r in run.data["revisions"].values() if r["service"] == name]
-        return {"revisions": sorted(items, key=lambda r: r["createTime"], reverse=True)}
-
-    async def delete_revision(call: Call) -> dict[str, Any]:
-        service = run.service(service_name(call))
-        name = f"{service['name']}/revisions/{call.params['revision']}"
-        revision = run.revision(name)
-        if name in run.serving(service):
-            raise failed_precondition(
-                f"Revision {call.params['revision']} is serving traffic and cannot be deleted."
-            )
-        await run.instances.stop(name)
-        del run.data["revisions"][name]
-        run.save()
-        return {
-            "name": f"{name}/operations/delete",
-            "done": True,
-            "response": {"@type": TYPE + "Revision", **run.view(revision)},
-        }
-
-    async def get_iam(call: Call) -> dict[str, Any]:
-        return run.service(service_name(call))["_iam"]
-
-    async def set_iam(call: Call) -> dict[str, Any]:
-        service = run.service(service_name(call))
-        policy = (await call.json()).get("policy") or {}
-        if policy.get("etag") and policy["etag"] != service["_iam"]["etag"]:
-            raise ApiError(
-                "ABORTED",
-                "There were concurrent policy changes. Please retry the whole read-modify-write "
-                "with exponential backoff.",
-            )
-        service["_iam"] = {
-            "version": policy.get("version", 1),
-            "bindings": policy.get("bindings", []),
-            "etag": base64.b64encode(uuid.uuid4().bytes[:8]).decode(),
-        }
-        run.save()
-        return service["_iam"]
-
-    async def test_iam(call: Call) -> dict[str, Any]:
-        run.service(service_name(call))
-        wanted = (await call.json()).get("permissions", [])
-        return {"permissions": [p for p in wanted if p.startswith("run.")]}
-
-    router.add("POST", base + "/services", create)
-    router.add("GET", base + "/services", list_services)
-    router.add("GET", base + "/services/{service}", get)
-    router.add("PATCH", base + "/services/{service}", patch)
-    router.add("DELETE", base + "/services/{service}", delete)
-    router.add("GET", base + "/services/{service}:getIamPolicy", get_iam)
-    router.add("POST", base + "/services/{service}:setIamPolicy", set_iam)
-    router.add("POST", base + "/services/{service}:testIamPermissions", test_iam)
-    router.add("GET", base + "/services/{service}/revisions", list_revisions)
-    router.add("GET", base + "/services/{service}/revisions/{revision}", get_revision)
-    router.add("DELETE", base + "/services/{service}/revisions/{revision}", delete_revision)
     router.add("GET", base + "/operations", list_operations)
     router.add("GET", base + "/operations/{operation}", get_operation)
     router.add("POST", base + "/operations/{operation}:wait", wait_operation)
-    return run
