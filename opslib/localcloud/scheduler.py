@@ -191,12 +191,25 @@ def _http_target(target: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(router: Router, cloud: Cloud) -> Scheduler:
+    """Serve the jobs and locations routes; the server keeps the Scheduler for its runner."""
     sched = Scheduler(cloud)
     base = "/v1/projects/{project}/locations/{location}/jobs"
+    _jobs(router, sched, base)
+    _job_changes(router, sched, base)
+    _job_states(router, sched, base)
+    _locations(router)
+    return sched
 
-    def job_name(call: Call) -> str:
-        p = call.params
-        return f"projects/{p['project']}/locations/{p['location']}/jobs/{p['job']}"
+
+def _job_name(call: Call) -> str:
+    """The job a call's path names."""
+    p = call.params
+    return f"projects/{p['project']}/locations/{p['location']}/jobs/{p['job']}"
+
+
+def _jobs(router: Router, sched: Scheduler, base: str) -> None:
+    """Create, list and read jobs."""
+    cloud = sched.cloud
 
     async def create(call: Call) -> dict[str, Any]:
         p = call.params
@@ -228,10 +241,19 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
         return {"jobs": chunk, **({"nextPageToken": token} if token else {})}
 
     async def get(call: Call) -> dict[str, Any]:
-        return sched.get(job_name(call))
+        return sched.get(_job_name(call))
+
+    router.add("POST", base, create)
+    router.add("GET", base, list_jobs)
+    router.add("GET", base + "/{job}", get)
+
+
+def _job_changes(router: Router, sched: Scheduler, base: str) -> None:
+    """Update and delete a job."""
+    cloud = sched.cloud
 
     async def patch(call: Call) -> dict[str, Any]:
-        name = job_name(call)
+        name = _job_name(call)
         job = sched.get(name)
         body = schema.check(await call.json(), JOB_SCHEMA, "job")
         mask = [schema.camel(p) for p in call.query.get("updateMask", "").split(",") if p]
@@ -260,15 +282,23 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
         return updated
 
     async def delete(call: Call) -> dict[str, Any]:
-        name = job_name(call)
+        name = _job_name(call)
         sched.get(name)
         del sched.jobs[name]
         sched.save()
         return {}
 
+    router.add("PATCH", base + "/{job}", patch)
+    router.add("DELETE", base + "/{job}", delete)
+
+
+def _job_states(router: Router, sched: Scheduler, base: str) -> None:
+    """Pause, resume and run a job now."""
+    cloud = sched.cloud
+
     def transition(want: str, to: str):
         async def handler(call: Call) -> dict[str, Any]:
-            job = sched.get(job_name(call))
+            job = sched.get(_job_name(call))
             if job["state"] != want:
                 raise failed_precondition(f"Job is in state {job['state']}; it must be {want}.")
             job["state"] = to
@@ -282,10 +312,18 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
         return handler
 
     async def run(call: Call) -> dict[str, Any]:
-        job = sched.get(job_name(call))
+        job = sched.get(_job_name(call))
         await call.json()
         sched.runner.run_now(job["name"])
         return job
+
+    router.add("POST", base + "/{job}:pause", transition("ENABLED", "PAUSED"))
+    router.add("POST", base + "/{job}:resume", transition("PAUSED", "ENABLED"))
+    router.add("POST", base + "/{job}:run", run)
+
+
+def _locations(router: Router) -> None:
+    """The locations Scheduler serves (Google's regions)."""
 
     async def locations(call: Call) -> dict[str, Any]:
         project = call.params["project"]
@@ -304,14 +342,5 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
             "locationId": p["location"],
         }
 
-    router.add("POST", base, create)
-    router.add("GET", base, list_jobs)
-    router.add("GET", base + "/{job}", get)
-    router.add("PATCH", base + "/{job}", patch)
-    router.add("DELETE", base + "/{job}", delete)
-    router.add("POST", base + "/{job}:pause", transition("ENABLED", "PAUSED"))
-    router.add("POST", base + "/{job}:resume", transition("PAUSED", "ENABLED"))
-    router.add("POST", base + "/{job}:run", run)
     router.add("GET", "/v1/projects/{project}/locations", locations)
     router.add("GET", "/v1/projects/{project}/locations/{location}", location)
-    return sched
