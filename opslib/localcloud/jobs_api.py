@@ -15,12 +15,10 @@
 
 from __future__ import annotations
 
-import base64
-import uuid
 from typing import Any
 
 from opslib.localcloud import executions_model as x
-from opslib.localcloud import jobs_iam, schema
+from opslib.localcloud import iam_policy, jobs_iam, schema
 from opslib.localcloud import jobs_model as m
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists
@@ -65,7 +63,7 @@ def register(router: Router, cloud: Cloud, run: Any) -> JobsBackend:
     _job_routes(router, jobs)
     _change_routes(router, jobs)
     _run_routes(router, jobs)
-    _iam_routes(router, jobs)
+    iam_policy.routes(router, BASE + "/{job}", lambda call: jobs.job(_job_name(call)), jobs.save)
     _execution_routes(router, jobs)
     return jobs
 
@@ -145,37 +143,6 @@ def _run_routes(router: Router, jobs: JobsBackend) -> None:
         return jobs.start(job, template, creator)
 
     router.add("POST", BASE + "/{job}:run", run)
-
-
-def _iam_routes(router: Router, jobs: JobsBackend) -> None:
-    async def get_iam(call: Call) -> dict[str, Any]:
-        return jobs.job(_job_name(call))["_iam"]
-
-    async def set_iam(call: Call) -> dict[str, Any]:
-        job = jobs.job(_job_name(call))
-        policy = (await call.json()).get("policy") or {}
-        if policy.get("etag") and policy["etag"] != job["_iam"]["etag"]:
-            raise ApiError(
-                "ABORTED",
-                "There were concurrent policy changes. Please retry the whole read-modify-write "
-                "with exponential backoff.",
-            )
-        job["_iam"] = {
-            "version": policy.get("version", 1),
-            "bindings": policy.get("bindings", []),
-            "etag": base64.b64encode(uuid.uuid4().bytes[:8]).decode(),
-        }
-        jobs.save()
-        return job["_iam"]
-
-    async def test_iam(call: Call) -> dict[str, Any]:
-        jobs.job(_job_name(call))
-        wanted = (await call.json()).get("permissions", [])
-        return {"permissions": [p for p in wanted if p.startswith("run.")]}
-
-    router.add("GET", BASE + "/{job}:getIamPolicy", get_iam)
-    router.add("POST", BASE + "/{job}:setIamPolicy", set_iam)
-    router.add("POST", BASE + "/{job}:testIamPermissions", test_iam)
 
 
 def _execution_routes(router: Router, jobs: JobsBackend) -> None:

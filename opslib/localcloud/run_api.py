@@ -9,12 +9,11 @@ last good revision. Each service has its own URL: a port on 127.0.0.1 served by 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import uuid
 from typing import Any
 
-from opslib.localcloud import run_model
+from opslib.localcloud import iam_policy, run_model
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
@@ -314,7 +313,12 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
     base = "/v2/projects/{project}/locations/{location}"
     _services(router, run, base)
     _service_changes(router, run, base)
-    _iam(router, run, base)
+    iam_policy.routes(
+        router,
+        base + "/services/{service}",
+        lambda call: run.service(_service_name(call)),
+        run.save,
+    )
     _revisions(router, run, base)
     _operations(router, run, base)
     return run
@@ -393,39 +397,6 @@ def _service_changes(router: Router, run: RunBackend, base: str) -> None:
 
     router.add("PATCH", base + "/services/{service}", patch)
     router.add("DELETE", base + "/services/{service}", delete)
-
-
-def _iam(router: Router, run: RunBackend, base: str) -> None:
-    """A service's IAM policy."""
-
-    async def get_iam(call: Call) -> dict[str, Any]:
-        return run.service(_service_name(call))["_iam"]
-
-    async def set_iam(call: Call) -> dict[str, Any]:
-        service = run.service(_service_name(call))
-        policy = (await call.json()).get("policy") or {}
-        if policy.get("etag") and policy["etag"] != service["_iam"]["etag"]:
-            raise ApiError(
-                "ABORTED",
-                "There were concurrent policy changes. Please retry the whole read-modify-write "
-                "with exponential backoff.",
-            )
-        service["_iam"] = {
-            "version": policy.get("version", 1),
-            "bindings": policy.get("bindings", []),
-            "etag": base64.b64encode(uuid.uuid4().bytes[:8]).decode(),
-        }
-        run.save()
-        return service["_iam"]
-
-    async def test_iam(call: Call) -> dict[str, Any]:
-        run.service(_service_name(call))
-        wanted = (await call.json()).get("permissions", [])
-        return {"permissions": [p for p in wanted if p.startswith("run.")]}
-
-    router.add("GET", base + "/services/{service}:getIamPolicy", get_iam)
-    router.add("POST", base + "/services/{service}:setIamPolicy", set_iam)
-    router.add("POST", base + "/services/{service}:testIamPermissions", test_iam)
 
 
 def _revisions(router: Router, run: RunBackend, base: str) -> None:
