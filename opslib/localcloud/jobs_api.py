@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from opslib.localcloud import executions_model as x
-from opslib.localcloud import iam_policy, jobs_iam, schema
+from opslib.localcloud import iam_policy, jobs_iam, resources
 from opslib.localcloud import jobs_model as m
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists
@@ -30,8 +30,7 @@ EXECUTION = BASE + "/{job}/executions/{execution}"
 
 
 def _job_name(call: Call) -> str:
-    p = call.params
-    return f"projects/{p['project']}/locations/{p['location']}/jobs/{p['job']}"
+    return f"{resources.parent(call)}/jobs/{call.params['job']}"
 
 
 def _execution_name(call: Call) -> str:
@@ -70,10 +69,9 @@ def register(router: Router, cloud: Cloud, run: Any) -> JobsBackend:
 
 def _job_routes(router: Router, jobs: JobsBackend) -> None:
     async def create(call: Call) -> dict[str, Any]:
-        p = call.params
         job_id = call.query.get("jobId", "")
         m.check_job_id(job_id)
-        name = f"projects/{p['project']}/locations/{p['location']}/jobs/{job_id}"
+        name = f"{resources.parent(call)}/jobs/{job_id}"
         spec = m.normalize(await call.json(), jobs.account(name))
         if name in jobs.data["jobs"]:
             raise already_exists(f"Resource '{name}' already exists.")
@@ -85,12 +83,10 @@ def _job_routes(router: Router, jobs: JobsBackend) -> None:
         return view(jobs.job(_job_name(call)))
 
     async def list_jobs(call: Call) -> dict[str, Any]:
-        p = call.params
-        prefix = f"projects/{p['project']}/locations/{p['location']}/jobs/"
+        prefix = f"{resources.parent(call)}/jobs/"
         found = [j for n, j in jobs.data["jobs"].items() if n.startswith(prefix)]
         found.sort(key=lambda j: (j["createTime"], j["name"]), reverse=True)
-        chunk, token = schema.page([view(j) for j in found], call.query, 100, 1000)
-        return {"jobs": chunk, **({"nextPageToken": token} if token else {})}
+        return resources.paged("jobs", [view(j) for j in found], call.query, 100, 1000)
 
     router.add("POST", BASE, create)
     router.add("GET", BASE, list_jobs)
@@ -104,7 +100,7 @@ def _change_routes(router: Router, jobs: JobsBackend) -> None:
         spec = m.normalize(body, jobs.account(name))
         if name not in jobs.data["jobs"]:
             if not _true(call.query.get("allowMissing")):
-                raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+                raise resources.not_found(name)
             if _true(call.query.get("validateOnly")):
                 return _validated("Job", {**spec, "name": name})
             return jobs.create(name, spec)
@@ -148,8 +144,7 @@ def _run_routes(router: Router, jobs: JobsBackend) -> None:
 def _execution_routes(router: Router, jobs: JobsBackend) -> None:
     async def list_executions(call: Call) -> dict[str, Any]:
         found = [view(e) for e in jobs.executions_of(jobs.job(_job_name(call))["name"])]
-        chunk, token = schema.page(found, call.query, 100, 1000)
-        return {"executions": chunk, **({"nextPageToken": token} if token else {})}
+        return resources.paged("executions", found, call.query, 100, 1000)
 
     async def get(call: Call) -> dict[str, Any]:
         return view(jobs.execution(_execution_name(call)))
@@ -171,8 +166,7 @@ def _execution_routes(router: Router, jobs: JobsBackend) -> None:
 
     async def list_tasks(call: Call) -> dict[str, Any]:
         found = [view(t) for t in jobs.tasks_of(jobs.execution(_execution_name(call))["name"])]
-        chunk, token = schema.page(found, call.query, 100, 1000)
-        return {"tasks": chunk, **({"nextPageToken": token} if token else {})}
+        return resources.paged("tasks", found, call.query, 100, 1000)
 
     async def get_task(call: Call) -> dict[str, Any]:
         return view(jobs.task(f"{_execution_name(call)}/tasks/{call.params['task']}"))

@@ -23,6 +23,7 @@ from typing import Any
 
 from opslib.localcloud import executions_model as x
 from opslib.localcloud import jobs_model as m
+from opslib.localcloud import resources
 from opslib.localcloud.clock import parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import RPC_CODE, ApiError
@@ -62,20 +63,16 @@ class JobsBackend:
         self.run.save()  # the operations
 
     def job(self, name: str) -> dict[str, Any]:
-        if name not in self.data["jobs"]:
-            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
-        return self.data["jobs"][name]
+        return resources.found(self.data["jobs"], name)
 
     def execution(self, name: str) -> dict[str, Any]:
-        if name not in self.data["executions"]:
-            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
-        return self.data["executions"][name]
+        return resources.found(self.data["executions"], name)
 
     def task(self, name: str) -> dict[str, Any]:
         for task in self.tasks_of(name.split("/tasks/")[0]):
             if task["name"] == name:
                 return task
-        raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+        raise resources.not_found(name)
 
     def tasks_of(self, execution: str) -> list[dict[str, Any]]:
         """An execution's tasks by index (kept per execution: every change reads them)."""

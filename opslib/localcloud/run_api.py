@@ -13,7 +13,7 @@ import contextlib
 import uuid
 from typing import Any
 
-from opslib.localcloud import iam_policy, run_model
+from opslib.localcloud import iam_policy, resources, run_model
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
@@ -43,14 +43,10 @@ class RunBackend:
         self.cloud.store.save(COLLECTION)
 
     def service(self, name: str) -> dict[str, Any]:
-        if name not in self.data["services"]:
-            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
-        return self.data["services"][name]
+        return resources.found(self.data["services"], name)
 
     def revision(self, name: str) -> dict[str, Any]:
-        if name not in self.data["revisions"]:
-            raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
-        return self.data["revisions"][name]
+        return resources.found(self.data["revisions"], name)
 
     def view(self, service: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in service.items() if not k.startswith("_")}
@@ -326,18 +322,16 @@ def register(router: Router, cloud: Cloud) -> RunBackend:
 
 def _service_name(call: Call) -> str:
     """The service a call's path names."""
-    p = call.params
-    return f"projects/{p['project']}/locations/{p['location']}/services/{p['service']}"
+    return f"{resources.parent(call)}/services/{call.params['service']}"
 
 
 def _services(router: Router, run: RunBackend, base: str) -> None:
     """Create, read and list services."""
 
     async def create(call: Call) -> dict[str, Any]:
-        p = call.params
         service_id = call.query.get("serviceId", "")
         run_model.check_service_id(service_id)
-        name = f"projects/{p['project']}/locations/{p['location']}/services/{service_id}"
+        name = f"{resources.parent(call)}/services/{service_id}"
         spec = run_model.normalize(await call.json())
         if name in run.data["services"]:
             raise already_exists(f"Resource '{name}' already exists.")
@@ -353,8 +347,7 @@ def _services(router: Router, run: RunBackend, base: str) -> None:
         return run.view(run.service(_service_name(call)))
 
     async def list_services(call: Call) -> dict[str, Any]:
-        p = call.params
-        prefix = f"projects/{p['project']}/locations/{p['location']}/services/"
+        prefix = f"{resources.parent(call)}/services/"
         items = [run.view(s) for n, s in run.data["services"].items() if n.startswith(prefix)]
         return {"services": sorted(items, key=lambda s: s["createTime"], reverse=True)}
 
@@ -371,7 +364,7 @@ def _service_changes(router: Router, run: RunBackend, base: str) -> None:
         spec = run_model.normalize(await call.json())
         if name not in run.data["services"]:
             if call.query.get("allowMissing") != "true":
-                raise ApiError("NOT_FOUND", f"Resource '{name}' was not found")
+                raise resources.not_found(name)
             return run.apply(run.new_service(name, spec), spec)
         service = run.service(name)
         if service.get("reconciling"):
@@ -437,8 +430,7 @@ def _operations(router: Router, run: RunBackend, base: str) -> None:
     """The long-running operations of services and jobs (jobs_backend stores its own here)."""
 
     async def get_operation(call: Call) -> dict[str, Any]:
-        p = call.params
-        name = f"projects/{p['project']}/locations/{p['location']}/operations/{p['operation']}"
+        name = f"{resources.parent(call)}/operations/{call.params['operation']}"
         if name not in run.data["operations"]:
             raise ApiError("NOT_FOUND", f"Operation {name} not found.")
         return run.data["operations"][name]
@@ -452,8 +444,7 @@ def _operations(router: Router, run: RunBackend, base: str) -> None:
         return await get_operation(call)
 
     async def list_operations(call: Call) -> dict[str, Any]:
-        p = call.params
-        prefix = f"projects/{p['project']}/locations/{p['location']}/operations/"
+        prefix = f"{resources.parent(call)}/operations/"
         return {
             "operations": [o for n, o in run.data["operations"].items() if n.startswith(prefix)]
         }

@@ -10,7 +10,7 @@ import re
 import secrets
 from typing import Any
 
-from opslib.localcloud import schema
+from opslib.localcloud import resources, schema
 from opslib.localcloud.clock import duration_seconds, duration_text, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition, invalid
@@ -203,8 +203,7 @@ def register(router: Router, cloud: Cloud) -> Scheduler:
 
 def _job_name(call: Call) -> str:
     """The job a call's path names."""
-    p = call.params
-    return f"projects/{p['project']}/locations/{p['location']}/jobs/{p['job']}"
+    return f"{resources.parent(call)}/jobs/{call.params['job']}"
 
 
 def _jobs(router: Router, sched: Scheduler, base: str) -> None:
@@ -212,9 +211,8 @@ def _jobs(router: Router, sched: Scheduler, base: str) -> None:
     cloud = sched.cloud
 
     async def create(call: Call) -> dict[str, Any]:
-        p = call.params
-        parent = f"projects/{p['project']}/locations/{p['location']}"
-        _check_location(parent, p["location"])
+        parent = resources.parent(call)
+        _check_location(parent, call.params["location"])
         body = schema.check(await call.json(), JOB_SCHEMA, "job")
         name = body.get("name") or f"{parent}/jobs/{secrets.token_hex(10)}"
         if not name.startswith(parent + "/jobs/") or not JOB_ID.match(name.rsplit("/", 1)[-1]):
@@ -234,11 +232,9 @@ def _jobs(router: Router, sched: Scheduler, base: str) -> None:
         return job
 
     async def list_jobs(call: Call) -> dict[str, Any]:
-        p = call.params
-        prefix = f"projects/{p['project']}/locations/{p['location']}/jobs/"
+        prefix = f"{resources.parent(call)}/jobs/"
         items = [j for n, j in sorted(sched.jobs.items()) if n.startswith(prefix)]
-        chunk, token = schema.page(items, call.query, 500, 500)
-        return {"jobs": chunk, **({"nextPageToken": token} if token else {})}
+        return resources.paged("jobs", items, call.query, 500, 500)
 
     async def get(call: Call) -> dict[str, Any]:
         return sched.get(_job_name(call))
@@ -335,12 +331,9 @@ def _locations(router: Router) -> None:
         }
 
     async def location(call: Call) -> dict[str, Any]:
-        p = call.params
-        _check_location(f"projects/{p['project']}/locations/{p['location']}", p["location"])
-        return {
-            "name": f"projects/{p['project']}/locations/{p['location']}",
-            "locationId": p["location"],
-        }
+        name = resources.parent(call)
+        _check_location(name, call.params["location"])
+        return {"name": name, "locationId": call.params["location"]}
 
     router.add("GET", "/v1/projects/{project}/locations", locations)
     router.add("GET", "/v1/projects/{project}/locations/{location}", location)
