@@ -82,6 +82,14 @@ class Scheduler:
             raise ApiError("NOT_FOUND", f"Job not found: {name}.")
         return self.jobs[name]
 
+    def put(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Store a job the user created or changed: stamped now, with its next run."""
+        job["userUpdateTime"] = rfc3339(self.cloud.clock.now())
+        job["scheduleTime"] = self.next_run(job)
+        self.jobs[job["name"]] = job
+        self.save()
+        return job
+
     def next_run(self, job: dict[str, Any]) -> str | None:
         """The next scheduled time after now on the job's wall clock (None unless ENABLED)."""
         if job["state"] != "ENABLED":
@@ -208,7 +216,6 @@ def _job_name(call: Call) -> str:
 
 def _jobs(router: Router, sched: Scheduler, base: str) -> None:
     """Create, list and read jobs."""
-    cloud = sched.cloud
 
     async def create(call: Call) -> dict[str, Any]:
         parent = resources.parent(call)
@@ -225,11 +232,7 @@ def _jobs(router: Router, sched: Scheduler, base: str) -> None:
             raise already_exists(f"Job {name} already exists.")
         job = normalize(body, name)
         job["state"] = "ENABLED"
-        job["userUpdateTime"] = rfc3339(cloud.clock.now())
-        job["scheduleTime"] = sched.next_run(job)
-        sched.jobs[name] = job
-        sched.save()
-        return job
+        return sched.put(job)
 
     async def list_jobs(call: Call) -> dict[str, Any]:
         prefix = f"{resources.parent(call)}/jobs/"
@@ -246,7 +249,6 @@ def _jobs(router: Router, sched: Scheduler, base: str) -> None:
 
 def _job_changes(router: Router, sched: Scheduler, base: str) -> None:
     """Update and delete a job."""
-    cloud = sched.cloud
 
     async def patch(call: Call) -> dict[str, Any]:
         name = _job_name(call)
@@ -271,11 +273,7 @@ def _job_changes(router: Router, sched: Scheduler, base: str) -> None:
                 merged.pop(top, None)
         updated = normalize(merged, name)
         updated.update({k: job[k] for k in ("state", "status", "lastAttemptTime") if k in job})
-        updated["userUpdateTime"] = rfc3339(cloud.clock.now())
-        updated["scheduleTime"] = sched.next_run(updated)
-        sched.jobs[name] = updated
-        sched.save()
-        return updated
+        return sched.put(updated)
 
     async def delete(call: Call) -> dict[str, Any]:
         name = _job_name(call)
