@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opslib.localcloud import executions_model as x
@@ -27,6 +28,8 @@ from opslib.localcloud.router import Call, Router
 
 BASE = "/v2/projects/{project}/locations/{location}/jobs"
 EXECUTION = BASE + "/{job}/executions/{execution}"
+# What a guarded DELETE or :cancel does to the resource once the request passes: an Operation.
+Change = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _job_name(call: Call) -> str:
@@ -54,6 +57,16 @@ def _validated(kind: str, resource: dict[str, Any]) -> dict[str, Any]:
 
 def _true(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
+
+
+async def _guarded(
+    given: dict[str, Any], kind: str, resource: dict[str, Any], change: Change
+) -> dict[str, Any]:
+    """Delete or cancel as Cloud Run does: a stale etag is ABORTED, validateOnly changes nothing."""
+    _checked_etag(given.get("etag"), resource)
+    if _true(given.get("validateOnly")):
+        return _validated(kind, resource)
+    return await change(resource)
 
 
 def register(router: Router, cloud: Cloud, run: Any) -> JobsBackend:
@@ -111,11 +124,7 @@ def _change_routes(router: Router, jobs: JobsBackend) -> None:
         return jobs.apply(job, spec)
 
     async def delete(call: Call) -> dict[str, Any]:
-        job = jobs.job(_job_name(call))
-        _checked_etag(call.query.get("etag"), job)
-        if _true(call.query.get("validateOnly")):
-            return _validated("Job", job)
-        return await jobs.delete(job)
+        return await _guarded(call.query, "Job", jobs.job(_job_name(call)), jobs.delete)
 
     router.add("PATCH", BASE + "/{job}", patch)
     router.add("DELETE", BASE + "/{job}", delete)
@@ -151,18 +160,11 @@ def _execution_routes(router: Router, jobs: JobsBackend) -> None:
 
     async def cancel(call: Call) -> dict[str, Any]:
         execution = jobs.execution(_execution_name(call))
-        body = await call.json()
-        _checked_etag(body.get("etag"), execution)
-        if _true(body.get("validateOnly")):
-            return _validated("Execution", execution)
-        return await jobs.cancel(execution)
+        return await _guarded(await call.json(), "Execution", execution, jobs.cancel)
 
     async def delete(call: Call) -> dict[str, Any]:
         execution = jobs.execution(_execution_name(call))
-        _checked_etag(call.query.get("etag"), execution)
-        if _true(call.query.get("validateOnly")):
-            return _validated("Execution", execution)
-        return await jobs.remove_execution(execution)
+        return await _guarded(call.query, "Execution", execution, jobs.remove_execution)
 
     async def list_tasks(call: Call) -> dict[str, Any]:
         found = [view(t) for t in jobs.tasks_of(jobs.execution(_execution_name(call))["name"])]
