@@ -289,12 +289,8 @@ class RunBackend:
             await self.front.close()
 
     async def stop_all(self) -> None:
-        """Stop every instance and listener (before a reset)."""
-        for task in list(self.tasks):
-            task.cancel()
-        await self.instances.close()
-        if self.front:
-            await self.front.close()
+        """Stop every instance and listener (before a reset): what closing does."""
+        await self.close()
 
 
 def _default_account(cloud: Cloud, service: dict[str, Any]) -> str:
