@@ -54,23 +54,7 @@ ENVIRONMENTS = {
     2: "EXECUTION_ENVIRONMENT_GEN2",
 }
 TIMEOUT_GA, TIMEOUT_PREVIEW = g.TASK_TIMEOUT_MAX, 168 * 3600
-OUTPUT_ONLY = {
-    "uid",
-    "generation",
-    "createTime",
-    "updateTime",
-    "deleteTime",
-    "expireTime",
-    "creator",
-    "lastModifier",
-    "observedGeneration",
-    "terminalCondition",
-    "conditions",
-    "executionCount",
-    "latestCreatedExecution",
-    "reconciling",
-    "satisfiesPzs",
-}
+OUTPUT_ONLY = run_model.RESOURCE_OUTPUT_ONLY | {"executionCount", "latestCreatedExecution"}
 _A = schema.ANY
 TASK_TEMPLATE_SCHEMA: dict[str, Any] = {
     k: _A
@@ -149,7 +133,7 @@ def normalize(body: dict[str, Any], account: str) -> dict[str, Any]:
             "localcloud does not emulate start_execution_token / run_execution_token; "
             "call jobs.run after the job is created.",
         )
-    _check_annotations(spec.get("annotations"), "job.annotations")
+    run_model.check_annotations(spec.get("annotations"), "job.annotations")
     stage = schema.enum_name(spec.get("launchStage") or "GA", LAUNCH_STAGES, "job.launch_stage")
     spec["launchStage"] = "GA" if stage == LAUNCH_STAGES[0] else stage
     if not isinstance(spec.get("template"), dict):
@@ -158,15 +142,9 @@ def normalize(body: dict[str, Any], account: str) -> dict[str, Any]:
     return spec
 
 
-def _check_annotations(annotations: Any, field: str) -> None:
-    for key in annotations or {}:
-        if run_model.RESERVED_ANNOTATION.match(key):
-            raise invalid(f"Annotation {key} is reserved and cannot be set.", field)
-
-
 def _execution_template(template: dict[str, Any], stage: str, account: str) -> dict[str, Any]:
     out = dict(template)
-    _check_annotations(out.get("annotations"), "job.template.annotations")
+    run_model.check_annotations(out.get("annotations"), "job.template.annotations")
     out["taskCount"] = task_count(out.get("taskCount"), "job.template.task_count")
     parallelism = _integer(out.get("parallelism") or 0, "job.template.parallelism")
     if not 0 <= parallelism <= out["taskCount"]:
@@ -229,11 +207,9 @@ def _container(container: dict[str, Any]) -> dict[str, Any]:
                 f"{where}.env",
             )
     resources = dict(out.get("resources") or {})
-    limits = {"cpu": "1000m", "memory": "512Mi", **(resources.get("limits") or {})}
-    try:
+    limits = {**run_model.DEFAULT_LIMITS, **(resources.get("limits") or {})}
+    with run_model.rule_checked(f"{where}[0].resources", f"{where}.resources"):
         g.check_cpu_memory(g.parse_cpu(limits["cpu"]), g.parse_memory(limits["memory"]), None)
-    except g.RuleBroken as exc:
-        raise invalid(f"{where}[0].resources: {exc.rule}", f"{where}.resources") from None
     resources["limits"] = limits
     out["resources"] = resources
     return out

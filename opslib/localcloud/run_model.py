@@ -6,10 +6,12 @@ they describe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
 import string
+from collections.abc import Iterator
 from typing import Any
 
 from opslib.localcloud import schema
@@ -31,7 +33,8 @@ TRAFFIC_TYPES = {
     2: "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
 }
 LATEST, BY_REVISION = TRAFFIC_TYPES[1], TRAFFIC_TYPES[2]
-OUTPUT_ONLY = {
+# Output-only fields every Run v2 resource a client sends back has (a Service, a Job).
+RESOURCE_OUTPUT_ONLY = {
     "uid",
     "generation",
     "createTime",
@@ -40,18 +43,21 @@ OUTPUT_ONLY = {
     "expireTime",
     "creator",
     "lastModifier",
-    "uri",
-    "urls",
     "observedGeneration",
     "terminalCondition",
     "conditions",
+    "reconciling",
+    "satisfiesPzs",
+}
+OUTPUT_ONLY = RESOURCE_OUTPUT_ONLY | {
+    "uri",
+    "urls",
     "latestReadyRevision",
     "latestCreatedRevision",
     "trafficStatuses",
-    "reconciling",
     "etag",
-    "satisfiesPzs",
 }
+DEFAULT_LIMITS = {"cpu": "1000m", "memory": "512Mi"}
 RESERVED_ANNOTATION = re.compile(
     r"^(run|cloud|serving\.knative|autoscaling\.knative)\.(googleapis\.com|dev)/"
 )
@@ -147,9 +153,7 @@ def normalize(service: dict[str, Any]) -> dict[str, Any]:
     """The service input with output-only fields dropped, enums named and defaults filled."""
     service = schema.check(service, SERVICE_SCHEMA, "service")
     spec = {k: v for k, v in service.items() if k not in OUTPUT_ONLY and not k.startswith("_")}
-    for key in spec.get("annotations") or {}:
-        if RESERVED_ANNOTATION.match(key):
-            raise invalid(f"Annotation {key} is reserved and cannot be set.", "service.annotations")
+    check_annotations(spec.get("annotations"), "service.annotations")
     spec["ingress"] = schema.enum_name(
         spec.get("ingress", "INGRESS_TRAFFIC_ALL"), INGRESS, "service.ingress"
     )
@@ -162,6 +166,22 @@ def normalize(service: dict[str, Any]) -> dict[str, Any]:
     spec["template"] = _template(template)
     spec["traffic"] = _traffic(spec.get("traffic") or [])
     return spec
+
+
+def check_annotations(annotations: Any, field: str) -> None:
+    """Cloud Run's own annotation prefixes (run.googleapis.com/, ...) are not the user's."""
+    for key in annotations or {}:
+        if RESERVED_ANNOTATION.match(key):
+            raise invalid(f"Annotation {key} is reserved and cannot be set.", field)
+
+
+@contextlib.contextmanager
+def rule_checked(where: str, field: str) -> Iterator[None]:
+    """A spec rule broken inside the block is Google's 400: `{where}: {rule}` on `field`."""
+    try:
+        yield
+    except g.RuleBroken as exc:
+        raise invalid(f"{where}: {exc.rule}", field) from None
 
 
 def _template(template: dict[str, Any]) -> dict[str, Any]:
@@ -184,15 +204,10 @@ def _template(template: dict[str, Any]) -> dict[str, Any]:
     out["containers"] = [container]
     cpu = g.parse_cpu(container["resources"]["limits"]["cpu"])
     concurrency = int(template.get("maxInstanceRequestConcurrency") or (80 if cpu >= 1 else 1))
-    try:
-        g.check_cpu_memory(
-            cpu, g.parse_memory(container["resources"]["limits"]["memory"]), concurrency
-        )
-    except g.RuleBroken as exc:
-        raise invalid(
-            f"service.template.containers[0].resources: {exc.rule}",
-            "service.template.containers.resources",
-        ) from None
+    memory = container["resources"]["limits"]["memory"]
+    where = "service.template.containers"
+    with rule_checked(f"{where}[0].resources", f"{where}.resources"):
+        g.check_cpu_memory(cpu, g.parse_memory(memory), concurrency)
     out["maxInstanceRequestConcurrency"] = concurrency
     scaling = dict(template.get("scaling") or {})
     scaling.setdefault("maxInstanceCount", 100)
@@ -227,15 +242,11 @@ def _container(container: dict[str, Any]) -> dict[str, Any]:
                 "service.template.containers.env",
             )
     resources = dict(out.get("resources") or {})
-    limits = {"cpu": "1000m", "memory": "512Mi", **(resources.get("limits") or {})}
-    try:
+    limits = {**DEFAULT_LIMITS, **(resources.get("limits") or {})}
+    where = "service.template.containers"
+    with rule_checked(f"{where}[0].resources.limits", f"{where}.resources"):
         g.parse_cpu(limits["cpu"])
         g.parse_memory(limits["memory"])
-    except g.RuleBroken as exc:
-        raise invalid(
-            f"service.template.containers[0].resources.limits: {exc.rule}",
-            "service.template.containers.resources",
-        ) from None
     resources["limits"] = limits
     resources.setdefault("cpuIdle", True)
     resources.setdefault("startupCpuBoost", False)
