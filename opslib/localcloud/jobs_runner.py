@@ -226,16 +226,15 @@ class Runner:
         labels: dict[str, str],
         log: str,
     ) -> None:
-        assert stream is not None
-        while line := await stream.readline():
-            text = line.decode("utf-8", errors="replace").rstrip("\n")
-            if text:
-                entry = {
-                    "logName": launch.log_prefix + log,
-                    "resource": launch.resource,
-                    "labels": dict(labels),
-                }
-                self.cloud.logs.write(run_instances.log_line(self.cloud, entry, text))
+        def write(text: str) -> None:
+            entry = {
+                "logName": launch.log_prefix + log,
+                "resource": launch.resource,
+                "labels": dict(labels),
+            }
+            self.cloud.logs.write(run_instances.log_line(self.cloud, entry, text))
+
+        await run_instances.pump(stream, write)
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:

@@ -7,8 +7,8 @@ default startup probe). stdout/stderr lines become `run.googleapis.com/stdout|st
 entries: a JSON line becomes jsonPayload with its severity, a plain line textPayload.
 localcloud runs at most one instance per revision; min instances 0 means the instance stops
 after LOCALCLOUD_IDLE_SECONDS without requests and the next request is a real cold start.
-The module functions (command line, environment, secrets, log lines) are shared with Cloud Run
-jobs' tasks (jobs_runner), which run from the same images the same way.
+The module functions (command line, environment, secrets, output pump, log lines) are shared
+with Cloud Run jobs' tasks (jobs_runner), which run from the same images the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -215,11 +216,10 @@ class Instances:
         instance: Instance,
         log: str,
     ) -> None:
-        assert stream is not None
-        while line := await stream.readline():
-            text = line.decode("utf-8", errors="replace").rstrip("\n")
-            if text:
-                self.cloud.logs.write(self._entry(revision, instance.instance_id, log, text))
+        def write(text: str) -> None:
+            self.cloud.logs.write(self._entry(revision, instance.instance_id, log, text))
+
+        await pump(stream, write)
 
     def _resource(self, revision: dict[str, Any]) -> dict[str, Any]:
         _, project, _, location, _, service, _, name = revision["name"].split("/")
@@ -287,6 +287,15 @@ class Instances:
     async def close(self) -> None:
         for name in list(self.running):
             await self.stop(name)
+
+
+async def pump(stream: asyncio.StreamReader | None, write: Callable[[str], None]) -> None:
+    """Hand each non-empty line a container writes to `write`, until the stream ends."""
+    assert stream is not None
+    while line := await stream.readline():
+        text = line.decode("utf-8", errors="replace").rstrip("\n")
+        if text:
+            write(text)
 
 
 def command_line(cloud: Cloud, image: imagebuild.Image, container: dict[str, Any]) -> list[str]:
