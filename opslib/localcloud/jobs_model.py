@@ -166,14 +166,8 @@ def _execution_template(template: dict[str, Any], stage: str, account: str) -> d
 def _task_template(template: dict[str, Any], stage: str, account: str) -> dict[str, Any]:
     out = dict(template)
     containers = out.get("containers") or []
-    if not containers:
-        raise invalid(
-            "job.template.template.containers: at least one container is required.",
-            "job.template.template.containers",
-        )
-    if len(containers) > 1:
-        raise ApiError("UNIMPLEMENTED", "localcloud runs one container per task (no sidecars).")
-    out["containers"] = [_container(containers[0])]
+    first = run_model.only_container(containers, "job.template.template.containers", "task")
+    out["containers"] = [_container(first)]
     retries = _integer(out.get("maxRetries", 3), "job.template.template.max_retries")
     if not 0 <= retries <= g.TASK_RETRIES_MAX:
         raise invalid(

@@ -184,15 +184,19 @@ def rule_checked(where: str, field: str) -> Iterator[None]:
         raise invalid(f"{where}: {exc.rule}", field) from None
 
 
-def _template(template: dict[str, Any]) -> dict[str, Any]:
-    containers = template.get("containers") or []
+def only_container(containers: list[dict[str, Any]], field: str, per: str) -> dict[str, Any]:
+    """The one container localcloud runs: one is required, sidecars are not emulated."""
     if not containers:
-        raise invalid(
-            "service.template.containers: at least one container is required.",
-            "service.template.containers",
-        )
+        raise invalid(f"{field}: at least one container is required.", field)
     if len(containers) > 1:
-        raise ApiError("UNIMPLEMENTED", "localcloud runs one container per revision (no sidecars).")
+        raise ApiError("UNIMPLEMENTED", f"localcloud runs one container per {per} (no sidecars).")
+    return containers[0]
+
+
+def _template(template: dict[str, Any]) -> dict[str, Any]:
+    first = only_container(
+        template.get("containers") or [], "service.template.containers", "revision"
+    )
     out = dict(template)
     timeout = duration_seconds(template.get("timeout"), 300)
     if not 1 <= timeout <= 3600:
@@ -200,7 +204,7 @@ def _template(template: dict[str, Any]) -> dict[str, Any]:
             "service.template.timeout must be between 1s and 3600s.", "service.template.timeout"
         )
     out["timeout"] = duration_text(timeout)
-    container = _container(containers[0])
+    container = _container(first)
     out["containers"] = [container]
     cpu = g.parse_cpu(container["resources"]["limits"]["cpu"])
     concurrency = int(template.get("maxInstanceRequestConcurrency") or (80 if cpu >= 1 else 1))
