@@ -1,8 +1,8 @@
 """The base of an API backend whose state is one store collection of named maps.
 
-Cloud Build, Secret Manager and Cloud Storage each loaded their collection, made its maps and
-saved it by name in the same lines; `/_localcloud/reset` relies on `init` making the maps again
-after the store empties them. One class keeps that contract in one place.
+Cloud Build, Secret Manager, Cloud Storage and Cloud Run (services, jobs) each loaded their
+collection, made its maps and saved it by name in the same lines; `/_localcloud/reset` relies on
+`init` making the maps again after the store empties them. One class keeps that contract.
 """
 
 from __future__ import annotations

@@ -24,13 +24,13 @@ from typing import Any
 from opslib.localcloud import executions_model as x
 from opslib.localcloud import jobs_model as m
 from opslib.localcloud import resources
+from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import RPC_CODE, ApiError
 from opslib.localcloud.jobs_runner import CANCELLED, Outcome, Runner
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
-COLLECTION = "runjobs"
 INTERRUPTED = "localcloud stopped while the execution ran."
 
 
@@ -39,27 +39,25 @@ def view(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if not k.startswith("_")}
 
 
-class JobsBackend:
+class JobsBackend(CollectionBackend):
     """Jobs, executions and tasks keyed by full name; `runner` runs the executions."""
 
+    COLLECTION = "runjobs"
+    # Jobs, executions and watchers by name; tasks by execution.
+    MAPS = ("jobs", "executions", "tasks", "watchers")
+
     def __init__(self, cloud: Cloud, run: Any) -> None:
-        self.cloud, self.run = cloud, run
-        self.data = cloud.store.collection(COLLECTION)
-        self.init()
+        self.run = run
+        super().__init__(cloud)
         self.runner = Runner(cloud, self)
         self.background: set[asyncio.Task[None]] = set()
         self._recover()
-
-    def init(self) -> None:
-        """The collections: jobs, executions and watchers by name, tasks by execution."""
-        for key in ("jobs", "executions", "tasks", "watchers"):
-            self.data.setdefault(key, {})
 
     def now(self) -> str:
         return rfc3339(self.cloud.clock.now())
 
     def save(self) -> None:
-        self.cloud.store.save(COLLECTION)
+        super().save()
         self.run.save()  # the operations
 
     def job(self, name: str) -> dict[str, Any]:

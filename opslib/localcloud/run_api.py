@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from opslib.localcloud import iam_policy, resources, run_model
+from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
@@ -21,26 +22,19 @@ from opslib.localcloud.router import Call, Router
 from opslib.localcloud.run_instances import Instances, StartFailed, _free_port
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
-COLLECTION = "run"
 
 
-class RunBackend:
+class RunBackend(CollectionBackend):
     """Services, revisions and operations; `instances` runs them, `front` serves their URLs."""
 
+    COLLECTION = "run"
+    MAPS = ("services", "revisions", "operations")
+
     def __init__(self, cloud: Cloud) -> None:
-        self.cloud = cloud
-        self.data = cloud.store.collection(COLLECTION)
-        self.init()
+        super().__init__(cloud)
         self.instances = Instances(cloud)
         self.front: Any = None  # run_front.Front, set by the server
         self.tasks: set[asyncio.Task[None]] = set()
-
-    def init(self) -> None:
-        for key in ("services", "revisions", "operations"):
-            self.data.setdefault(key, {})
-
-    def save(self) -> None:
-        self.cloud.store.save(COLLECTION)
 
     def service(self, name: str) -> dict[str, Any]:
         return resources.found(self.data["services"], name)
