@@ -136,55 +136,7 @@ def check_job_errors(facts: Facts) -> list[Finding]:
     ends = mine[mine["status"].isin(("success", "error"))]
     failed = ends[ends["status"] == "error"]
     counted = ends[(ends["status"] == "success") & (ends["errors"].fillna(0) > 0)]
-    findings: list[Finding] = []
-    lost = facts.lost_runs
-    if len(lost):
-        findings.append(
-            Finding(
-                "job errors",
-                "warning",
-                f"{len(lost)} run(s) of {job} started but never logged an end",
-                f"last started {when(lost.iloc[-1]['start'])} (run {lost.iloc[-1]['run_id']}); "
-                "an instance that crashes (out of memory) or is stopped mid-run leaves no end "
-                "line",
-                "read the service's logs around that time (opslib logs PARAMS --errors); if "
-                f"memory ran out, raise deploy.memory, then {STEP_DEPLOY}",
-            )
-        )
-    if len(failed):
-        last = failed.iloc[-1]
-        messages = failed["message"].map(_first_line).value_counts()
-        top = "; ".join(f"{n}x {m[:160]}" for m, n in messages.head(3).items())
-        rate = any(RATE_LIMITED.search(m) for m in messages.index)
-        newest_failed = runs.iloc[-1]["status"] == "error"
-        fix = (
-            see("rate limit (429)")
-            if rate
-            else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
-            f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
-        )
-        findings.append(
-            Finding(
-                "job errors",
-                "error" if newest_failed else "warning",
-                f"{len(failed)} of {len(runs)} run(s) of {job} failed",
-                f"{top}; last at {when(last['timestamp'])}; the route answers 500, which "
-                "Scheduler records as INTERNAL",
-                fix,
-            )
-        )
-    if len(counted):
-        total, last = int(counted["errors"].sum()), counted.iloc[-1]
-        findings.append(
-            Finding(
-                "job errors",
-                "warning",
-                f"{len(counted)} run(s) finished but reported {total} error(s) in their counts",
-                f"last: {when(last['timestamp'])} {_first_line(last['message'])}",
-                "read the run's WARNING/ERROR lines (opslib logs PARAMS --errors) and handle "
-                "those records in the job",
-            )
-        )
+    findings = [*_lost(facts), *_failed(facts, failed), *_counted(counted)]
     if findings:
         return findings
     processed = int(ends["processed"].fillna(0).sum()) if len(ends) else 0
@@ -193,6 +145,70 @@ def check_job_errors(facts: Facts) -> list[Finding]:
             "job errors",
             f"{len(ends)} run(s) of {job} finished without error",
             f"processed {processed} in total",
+        )
+    ]
+
+
+def _lost(facts: Facts) -> list[Finding]:
+    """Runs that started but never ended: the instance died under them (often memory)."""
+    lost, job = facts.lost_runs, facts.spec.job.name
+    if not len(lost):
+        return []
+    return [
+        Finding(
+            "job errors",
+            "warning",
+            f"{len(lost)} run(s) of {job} started but never logged an end",
+            f"last started {when(lost.iloc[-1]['start'])} (run {lost.iloc[-1]['run_id']}); "
+            "an instance that crashes (out of memory) or is stopped mid-run leaves no end "
+            "line",
+            "read the service's logs around that time (opslib logs PARAMS --errors); if "
+            f"memory ran out, raise deploy.memory, then {STEP_DEPLOY}",
+        )
+    ]
+
+
+def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
+    """Runs that ended in error: their commonest messages, and whether a 429 explains them."""
+    if not len(failed):
+        return []
+    runs, job = facts.runs, facts.spec.job.name
+    last = failed.iloc[-1]
+    messages = failed["message"].map(_first_line).value_counts()
+    top = "; ".join(f"{n}x {m[:160]}" for m, n in messages.head(3).items())
+    rate = any(RATE_LIMITED.search(m) for m in messages.index)
+    newest_failed = runs.iloc[-1]["status"] == "error"
+    fix = (
+        see("rate limit (429)")
+        if rate
+        else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
+        f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
+    )
+    return [
+        Finding(
+            "job errors",
+            "error" if newest_failed else "warning",
+            f"{len(failed)} of {len(runs)} run(s) of {job} failed",
+            f"{top}; last at {when(last['timestamp'])}; the route answers 500, which "
+            "Scheduler records as INTERNAL",
+            fix,
+        )
+    ]
+
+
+def _counted(counted: pd.DataFrame) -> list[Finding]:
+    """Runs that succeeded yet counted errors: records the job skipped, worth a look."""
+    if not len(counted):
+        return []
+    total, last = int(counted["errors"].sum()), counted.iloc[-1]
+    return [
+        Finding(
+            "job errors",
+            "warning",
+            f"{len(counted)} run(s) finished but reported {total} error(s) in their counts",
+            f"last: {when(last['timestamp'])} {_first_line(last['message'])}",
+            "read the run's WARNING/ERROR lines (opslib logs PARAMS --errors) and handle "
+            "those records in the job",
         )
     ]
 

@@ -169,50 +169,7 @@ def check_service(facts: Facts) -> list[Finding]:
 
 def check_revision(facts: Facts) -> list[Finding]:
     """The newest revision started; no instance failed to start since."""
-    findings: list[Finding] = []
-    revision = facts.failed_revision
-    if revision is not None:
-        name = revision.name.rsplit("/", 1)[-1]
-        failed = next(c for c in revision.conditions if c.state.name == "CONDITION_FAILED")
-        reason = failed.revision_reason.name if failed.revision_reason else failed.reason.name
-        ready = facts.service.latest_ready_revision.rsplit("/", 1)[-1] or "none"
-        lines = _revision_lines(facts, name)
-        evidence = f"{reason}: " if failed.revision_reason or failed.reason else ""
-        evidence += f"{failed.message}; traffic stays on {ready}"
-        if lines:
-            evidence += "; last log lines: " + " | ".join(lines)
-        fix = "make the container start and listen on $PORT (the log lines say why), then "
-        if "SECRETS_ACCESS" in f"{reason} {failed.message}":
-            fix = "create the secret or grant access (opslib secrets check PARAMS), then "
-        findings.append(
-            Finding(
-                "revision", "error", f"revision {name} failed to start", evidence, fix + STEP_DEPLOY
-            )
-        )
-    requests = facts.requests
-    unstarted = (
-        requests[(requests["http_status"] == 503) & requests["text"].notna()]
-        if len(requests)
-        else requests
-    )
-    if len(unstarted):
-        last = unstarted.iloc[-1]
-        cause = (
-            "create the secret or enable its version (opslib secrets check PARAMS)"
-            if "SECRETS_ACCESS" in str(last["text"])
-            else "read the revision's stderr (opslib logs PARAMS --errors): an import or "
-            "setting that fails at start is the usual cause; fix it"
-        )
-        newest = requests.iloc[-1]["http_status"] == 503
-        findings.append(
-            Finding(
-                "revision",
-                "error" if newest else "warning",
-                f"{len(unstarted)} request(s) got 503: a new instance failed to start",
-                f"last {when(last['timestamp'])} on {last['revision']}: {str(last['text'])[:300]}",
-                f"{cause}, then {STEP_DEPLOY}",
-            )
-        )
+    findings = [*_revision_failed(facts), *_starts_failed(facts)]
     if findings:
         return findings
     if facts.service is None:
@@ -223,6 +180,59 @@ def check_revision(facts: Facts) -> list[Finding]:
             "revision",
             f"the newest revision {latest} started",
             "no instance start failed in the window",
+        )
+    ]
+
+
+def _revision_failed(facts: Facts) -> list[Finding]:
+    """The newest revision never became ready: its condition's reason and last log lines."""
+    revision = facts.failed_revision
+    if revision is None:
+        return []
+    name = revision.name.rsplit("/", 1)[-1]
+    failed = next(c for c in revision.conditions if c.state.name == "CONDITION_FAILED")
+    reason = failed.revision_reason.name if failed.revision_reason else failed.reason.name
+    ready = facts.service.latest_ready_revision.rsplit("/", 1)[-1] or "none"
+    lines = _revision_lines(facts, name)
+    evidence = f"{reason}: " if failed.revision_reason or failed.reason else ""
+    evidence += f"{failed.message}; traffic stays on {ready}"
+    if lines:
+        evidence += "; last log lines: " + " | ".join(lines)
+    fix = "make the container start and listen on $PORT (the log lines say why), then "
+    if "SECRETS_ACCESS" in f"{reason} {failed.message}":
+        fix = "create the secret or grant access (opslib secrets check PARAMS), then "
+    return [
+        Finding(
+            "revision", "error", f"revision {name} failed to start", evidence, fix + STEP_DEPLOY
+        )
+    ]
+
+
+def _starts_failed(facts: Facts) -> list[Finding]:
+    """Requests that got 503 because a new instance of a ready revision failed to start."""
+    requests = facts.requests
+    unstarted = (
+        requests[(requests["http_status"] == 503) & requests["text"].notna()]
+        if len(requests)
+        else requests
+    )
+    if not len(unstarted):
+        return []
+    last = unstarted.iloc[-1]
+    cause = (
+        "create the secret or enable its version (opslib secrets check PARAMS)"
+        if "SECRETS_ACCESS" in str(last["text"])
+        else "read the revision's stderr (opslib logs PARAMS --errors): an import or "
+        "setting that fails at start is the usual cause; fix it"
+    )
+    newest = requests.iloc[-1]["http_status"] == 503
+    return [
+        Finding(
+            "revision",
+            "error" if newest else "warning",
+            f"{len(unstarted)} request(s) got 503: a new instance failed to start",
+            f"last {when(last['timestamp'])} on {last['revision']}: {str(last['text'])[:300]}",
+            f"{cause}, then {STEP_DEPLOY}",
         )
     ]
 

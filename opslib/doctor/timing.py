@@ -42,42 +42,9 @@ def check_deadline(facts: Facts) -> list[Finding]:
     runs = runs.drop(index=facts.lost_runs.index)
     long = runs[runs["seconds"] > min(deadline, timeout)] if len(runs) else runs
     if not (len(timed_out) or len(cut) or len(long)):
-        values, _ = facts.durations
-        longest = f"longest run {secs(values.max())}" if len(values) else "no finished run"
-        return [
-            ok(
-                "deadline",
-                f"no attempt outlived the {secs(deadline)} attempt deadline and no request hit "
-                f"Cloud Run's {secs(timeout)} timeout",
-                f"{len(attempts)} attempt(s) in the window; {longest}",
-            )
-        ]
-    evidence: list[str] = []
-    if len(timed_out):
-        last = timed_out.iloc[-1]
-        evidence.append(
-            f"{len(timed_out)} of {len(attempts)} attempt(s) ended DEADLINE_EXCEEDED "
-            f"(last {when(last['end'])}: {last['detail'] or 'deadline exceeded'})"
-        )
-    if len(cut):
-        last = cut.iloc[-1]
-        evidence.append(
-            f"{len(cut)} request(s) got 504 from Cloud Run after {secs(last['latency'])} "
-            f"(timeout {secs(timeout)}): {str(last['text'] or '')[:110]}"
-        )
+        return [_deadline_ok(facts)]
     done, running = long[long["done"]], long[~long["done"]]
-    if len(done):
-        worst = done.loc[done["seconds"].idxmax()]
-        evidence.append(
-            f"{len(done)} run(s) took longer than that: up to {secs(worst['seconds'])} "
-            f"(run {worst['run_id']} started {when(worst['start'])})"
-        )
-    if len(running):
-        worst = running.loc[running["seconds"].idxmax()]
-        evidence.append(
-            f"run {worst['run_id']} started {when(worst['start'])} has no end line after "
-            f"{secs(worst['seconds'])}"
-        )
+    evidence = [*_cut_evidence(facts, timed_out, cut), *_overrun_evidence(done, running)]
     cold = _cold_share(facts, timed_out)
     if cold:
         evidence.append(cold)
@@ -96,6 +63,54 @@ def check_deadline(facts: Facts) -> list[Finding]:
     ]
 
 
+def _deadline_ok(facts: Facts) -> Finding:
+    """Nothing was cut: the ok row names the longest run, so the reader sees the room left."""
+    values, _ = facts.durations
+    longest = f"longest run {secs(values.max())}" if len(values) else "no finished run"
+    return ok(
+        "deadline",
+        f"no attempt outlived the {secs(facts.deadline)} attempt deadline and no request hit "
+        f"Cloud Run's {secs(facts.run_timeout)} timeout",
+        f"{len(facts.attempts)} attempt(s) in the window; {longest}",
+    )
+
+
+def _cut_evidence(facts: Facts, timed_out: pd.DataFrame, cut: pd.DataFrame) -> list[str]:
+    """Who cut runs off: Scheduler's DEADLINE_EXCEEDED attempts and Cloud Run's 504s."""
+    evidence = []
+    if len(timed_out):
+        last = timed_out.iloc[-1]
+        evidence.append(
+            f"{len(timed_out)} of {len(facts.attempts)} attempt(s) ended DEADLINE_EXCEEDED "
+            f"(last {when(last['end'])}: {last['detail'] or 'deadline exceeded'})"
+        )
+    if len(cut):
+        last = cut.iloc[-1]
+        evidence.append(
+            f"{len(cut)} request(s) got 504 from Cloud Run after {secs(last['latency'])} "
+            f"(timeout {secs(facts.run_timeout)}): {str(last['text'] or '')[:110]}"
+        )
+    return evidence
+
+
+def _overrun_evidence(done: pd.DataFrame, running: pd.DataFrame) -> list[str]:
+    """How long the runs really took (their end lines), or how long one has gone without one."""
+    evidence = []
+    if len(done):
+        worst = done.loc[done["seconds"].idxmax()]
+        evidence.append(
+            f"{len(done)} run(s) took longer than that: up to {secs(worst['seconds'])} "
+            f"(run {worst['run_id']} started {when(worst['start'])})"
+        )
+    if len(running):
+        worst = running.loc[running["seconds"].idxmax()]
+        evidence.append(
+            f"run {worst['run_id']} started {when(worst['start'])} has no end line after "
+            f"{secs(worst['seconds'])}"
+        )
+    return evidence
+
+
 def _who(timed_out: pd.DataFrame, cut: pd.DataFrame) -> str:
     """Who cut the run: Cloud Run's 504 reaches Scheduler as an HTTP 504 (DEADLINE_EXCEEDED
     too); Scheduler's own deadline leaves the attempt without an HTTP status."""
@@ -111,7 +126,7 @@ def _deadline_fix(facts: Facts, observed: float, cut_by_run: bool, cold: str) ->
         return f"the job needs {secs(observed)}, over Scheduler's 30m maximum: {SPLIT}"
     want = needed(observed or min(deadline, timeout))
     want = min(want, g.ATTEMPT_DEADLINE_MAX)
-    live = {"schedule.attempt_deadline": secs(deadline), "deploy.timeout": secs(timeout)}
+    live = _live(facts)
     values = {"schedule.attempt_deadline": secs(max(want, deadline))}
     if cut_by_run or max(want, deadline) > timeout:
         values["deploy.timeout"] = secs(max(want, deadline, timeout))
@@ -148,78 +163,20 @@ def _overlaps(requests: pd.DataFrame, start: object, end: object) -> bool:
 
 def check_chain(facts: Facts) -> list[Finding]:
     """Scheduler's deadline within Cloud Run's timeout, above the p95 run, under 30 minutes."""
-    deadline, timeout, p95 = facts.deadline, facts.run_timeout, facts.p95
     values, source = facts.durations
-    expected = facts.spec.job.expected_duration
-    live = {"schedule.attempt_deadline": secs(deadline), "deploy.timeout": secs(timeout)}
+    p95 = facts.p95
     basis = f"p95 {secs(p95)} over {len(values)} run(s) ({source})" if p95 is not None else ""
     chain = (
-        f"attempt deadline {secs(deadline)} ({'live job' if facts.job else 'spec: no job yet'}), "
-        f"Cloud Run timeout {secs(timeout)} "
+        f"attempt deadline {secs(facts.deadline)} "
+        f"({'live job' if facts.job else 'spec: no job yet'}), "
+        f"Cloud Run timeout {secs(facts.run_timeout)} "
         f"({'live service' if facts.service else 'spec: no service yet'})"
     )
-    findings: list[Finding] = []
-    if deadline > timeout:
-        findings.append(
-            Finding(
-                "deadline chain",
-                "error",
-                f"Scheduler waits {secs(deadline)} but Cloud Run cuts requests at "
-                f"{secs(timeout)}: runs between the two end in 504",
-                chain,
-                change(facts, {"deploy.timeout": secs(deadline)}, live),
-            )
-        )
-    over = [
-        text
-        for value, text in (
-            (p95, basis),
-            (expected, f"job.expected_duration {secs(expected or 0)}"),
-        )
-        if value is not None and value > g.ATTEMPT_DEADLINE_MAX
+    findings = [
+        *_timeout_under_deadline(facts, chain),
+        *(_over_scheduler_max(facts, basis, chain) or _p95_near_deadline(facts, basis, chain)),
+        *_expected_understated(facts, basis),
     ]
-    if over:
-        what = "; ".join(over)
-        findings.append(
-            Finding(
-                "deadline chain",
-                "error",
-                "the work needs over 30 minutes per run",
-                f"{what}; {chain}",
-                SPLIT,
-            )
-        )
-    elif p95 is not None and p95 >= deadline:
-        findings.append(
-            Finding(
-                "deadline chain",
-                "error",
-                f"the p95 run ({secs(p95)}) does not fit the attempt deadline ({secs(deadline)})",
-                f"{basis}; {chain}",
-                _raise_deadline(facts, p95, live),
-            )
-        )
-    elif p95 is not None and p95 >= TIGHT * deadline:
-        findings.append(
-            Finding(
-                "deadline chain",
-                "warning",
-                f"little headroom: the p95 run is {p95 / deadline:.0%} of the attempt deadline",
-                f"{basis}; {chain}",
-                _raise_deadline(facts, p95, live),
-            )
-        )
-    if expected is not None and p95 is not None and p95 > expected * HEADROOM:
-        findings.append(
-            Finding(
-                "deadline chain",
-                "info",
-                f"job.expected_duration ({secs(expected)}) understates the real runs",
-                basis,
-                f"set job.expected_duration: {secs(math.ceil(p95))} in PARAMS (opslib check "
-                "then holds the deadline against it)",
-            )
-        )
     if findings:
         return findings
     room = f"; {basis}" if basis else "; no finished run to measure yet"
@@ -230,6 +187,90 @@ def check_chain(facts: Facts) -> list[Finding]:
             chain + room,
         )
     ]
+
+
+def _live(facts: Facts) -> dict[str, str]:
+    """The live deadline and timeout, by the spec keys `change` compares them under."""
+    return {
+        "schedule.attempt_deadline": secs(facts.deadline),
+        "deploy.timeout": secs(facts.run_timeout),
+    }
+
+
+def _timeout_under_deadline(facts: Facts, chain: str) -> list[Finding]:
+    """Cloud Run cutting requests before Scheduler stops waiting turns long runs into 504s."""
+    deadline, timeout = facts.deadline, facts.run_timeout
+    if deadline > timeout:
+        return [
+            Finding(
+                "deadline chain",
+                "error",
+                f"Scheduler waits {secs(deadline)} but Cloud Run cuts requests at "
+                f"{secs(timeout)}: runs between the two end in 504",
+                chain,
+                change(facts, {"deploy.timeout": secs(deadline)}, _live(facts)),
+            )
+        ]
+    return []
+
+
+def _over_scheduler_max(facts: Facts, basis: str, chain: str) -> list[Finding]:
+    """Work over Scheduler's 30 minutes fits no deadline: only splitting it helps."""
+    p95, expected = facts.p95, facts.spec.job.expected_duration
+    over = [
+        text
+        for value, text in (
+            (p95, basis),
+            (expected, f"job.expected_duration {secs(expected or 0)}"),
+        )
+        if value is not None and value > g.ATTEMPT_DEADLINE_MAX
+    ]
+    if not over:
+        return []
+    what = "; ".join(over)
+    return [
+        Finding(
+            "deadline chain",
+            "error",
+            "the work needs over 30 minutes per run",
+            f"{what}; {chain}",
+            SPLIT,
+        )
+    ]
+
+
+def _p95_near_deadline(facts: Facts, basis: str, chain: str) -> list[Finding]:
+    """The p95 run over the deadline (an error) or within TIGHT of it (a warning)."""
+    p95, deadline = facts.p95, facts.deadline
+    if p95 is None:
+        return []
+    if p95 >= deadline:
+        severity = "error"
+        finding = f"the p95 run ({secs(p95)}) does not fit the attempt deadline ({secs(deadline)})"
+    elif p95 >= TIGHT * deadline:
+        severity = "warning"
+        finding = f"little headroom: the p95 run is {p95 / deadline:.0%} of the attempt deadline"
+    else:
+        return []
+    fix = _raise_deadline(facts, p95, _live(facts))
+    return [Finding("deadline chain", severity, finding, f"{basis}; {chain}", fix)]
+
+
+def _expected_understated(facts: Facts, basis: str) -> list[Finding]:
+    """A spec's expected_duration well under the real runs holds the deadline too low."""
+    p95, expected = facts.p95, facts.spec.job.expected_duration
+    if expected is not None and p95 is not None and p95 > expected * HEADROOM:
+        return [
+            Finding(
+                "deadline chain",
+                "info",
+                f"job.expected_duration ({secs(expected)}) understates the real runs",
+                basis,
+                f"set job.expected_duration: {secs(math.ceil(p95))} in PARAMS (opslib check "
+                "then holds the deadline against it)",
+            )
+        ]
+    return []
 
 
 def _raise_deadline(facts: Facts, p95: float, live: dict[str, str]) -> str:
