@@ -126,29 +126,33 @@ def recency(facts: Facts, codes: tuple[str, ...]) -> str:
     return "warning"
 
 
+def _absent(facts: Facts, check: str, key: str, role: str, missing: Finding) -> list[Finding]:
+    """Why a resource read as None: the read failed (grant `role` to see it), else `missing`."""
+    if key in facts.errors:
+        return [
+            Finding(
+                check,
+                "warning",
+                f"could not read the {key}",
+                facts.errors[key],
+                f"check your access: {role}",
+            )
+        ]
+    return [missing]
+
+
 def check_service(facts: Facts) -> list[Finding]:
     """The Cloud Run service exists, is ready and has a URL."""
     spec, service = facts.spec, facts.service
     if service is None:
-        if "service" in facts.errors:
-            return [
-                Finding(
-                    "service",
-                    "warning",
-                    "could not read the service",
-                    facts.errors["service"],
-                    "check your access: roles/run.viewer",
-                )
-            ]
-        return [
-            Finding(
-                "service",
-                "error",
-                f"there is no Cloud Run service {spec.service} in {spec.project}/{spec.region}",
-                "run.services.get answered NOT_FOUND",
-                STEP_DEPLOY,
-            )
-        ]
+        missing = Finding(
+            "service",
+            "error",
+            f"there is no Cloud Run service {spec.service} in {spec.project}/{spec.region}",
+            "run.services.get answered NOT_FOUND",
+            STEP_DEPLOY,
+        )
+        return _absent(facts, "service", "service", "roles/run.viewer", missing)
     state = service.terminal_condition.state.name
     if state == "CONDITION_FAILED" and facts.failed_revision is None:
         return [
@@ -249,25 +253,14 @@ def check_job(facts: Facts) -> list[Finding]:
     """The Scheduler job exists, is enabled, and its recent attempts succeed."""
     spec, job = facts.spec, facts.job
     if job is None:
-        if "job" in facts.errors:
-            return [
-                Finding(
-                    "scheduler job",
-                    "warning",
-                    "could not read the job",
-                    facts.errors["job"],
-                    "check your access: roles/cloudscheduler.viewer",
-                )
-            ]
-        return [
-            Finding(
-                "scheduler job",
-                "error",
-                f"there is no Scheduler job {spec.job.name} in {spec.project}/{spec.region}",
-                "cloudscheduler.jobs.get answered NOT_FOUND",
-                STEP_SCHEDULE,
-            )
-        ]
+        missing = Finding(
+            "scheduler job",
+            "error",
+            f"there is no Scheduler job {spec.job.name} in {spec.project}/{spec.region}",
+            "cloudscheduler.jobs.get answered NOT_FOUND",
+            STEP_SCHEDULE,
+        )
+        return _absent(facts, "scheduler job", "job", "roles/cloudscheduler.viewer", missing)
     findings: list[Finding] = []
     state = job.state.name
     last = when(job.last_attempt_time) if job.last_attempt_time else "never"
