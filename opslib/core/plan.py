@@ -7,11 +7,19 @@ the plan. The same plan renders as a DataFrame in notebooks and as a table in th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 Action = Literal["create", "update", "delete", "no change"]
+
+
+def compare(desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[Action, tuple[str, ...]]:
+    """A resource's action and the fields that differ, so every step words a diff alike."""
+    if live is None:
+        return "create", ()
+    differ = tuple(k for k in desired if desired[k] != live[k])
+    return ("update" if differ else "no change"), differ
 
 
 @dataclass(frozen=True)

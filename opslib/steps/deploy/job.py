@@ -20,7 +20,7 @@ from google.api_core import exceptions
 
 from opslib.cloud.clients import Clients
 from opslib.core.errors import OpslibError
-from opslib.core.plan import Change, Plan
+from opslib.core.plan import Change, Plan, compare
 from opslib.core.progress import wait
 from opslib.spec.model import Spec
 from opslib.steps.deploy.service import (
@@ -126,18 +126,14 @@ def plan(spec: Spec, image: str, clients: Clients) -> JobPlan:
         live = clients.jobs.get_job(name=job_name(spec))
     except exceptions.NotFound:
         live = None
-    desired = _desired_fields(spec, image)
-    action, differ = "create", ()
-    if live is not None:
-        current = _live_fields(live)
-        differ = tuple(k for k in desired if desired[k] != current[k])
-        action = "update" if differ else "no change"
+    current = _live_fields(live) if live is not None else None
+    action, differ = compare(_desired_fields(spec, image), current)
     result = Plan()
     result.add(
         Change(
             "deploy",
             f"job {spec.job.name}",
-            action,  # type: ignore[arg-type]
+            action,
             differ,
             detail=f"Cloud Run job: {spec.job.tasks} task(s), python -m scripts.batch."
             f"{spec.job.module}",

@@ -26,7 +26,7 @@ from google.api_core import exceptions
 
 from opslib.cloud.clients import Clients, clients_for
 from opslib.core.errors import BadInput, OpslibError
-from opslib.core.plan import Change, Plan
+from opslib.core.plan import Change, Plan, compare
 from opslib.core.progress import wait
 from opslib.spec.model import Spec
 from opslib.spec.rules import format_duration
@@ -218,33 +218,8 @@ def plan(
     except exceptions.NotFound:
         live = None
     result = Plan()
-    result.add(
-        Change(
-            "build",
-            image,
-            "no change" if live and _live_fields(live)["image"] == image else "create",
-            gcloud=shlex.join(
-                [
-                    "gcloud",
-                    "builds",
-                    "submit",
-                    f"--tag={image}",
-                    f"--project={spec.project}",
-                    str(service_dir),
-                ]
-            ),
-        )
-    )
-    desired, action, differ = _desired_fields(spec, image), "create", ()
-    if live is not None:
-        current = _live_fields(live)
-        differ = tuple(k for k in desired if desired[k] != current[k])
-        action = "update" if differ else "no change"
-    result.add(
-        Change(
-            "deploy", f"service {spec.service}", action, differ, gcloud=gcloud_deploy(spec, image)
-        )
-    )  # type: ignore[arg-type]
+    result.add(_build_change(spec, service_dir, image, live))
+    result.add(_service_change(spec, image, live))
     members, public = _members(clients, live)
     accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
     missing = [a for a in accounts if a not in members]
@@ -261,6 +236,34 @@ def plan(
     template = desired_template(spec, image, checked.new_routes)
     grant = missing or (accounts if public else [])
     return DeployPlan(result, source, image, live, template, grant, public, checked, new_bucket)
+
+
+def _build_change(spec: Spec, service_dir: Path, image: str, live: Any | None) -> Change:
+    """The image to build: none when the live service already runs this tag (same source)."""
+    return Change(
+        "build",
+        image,
+        "no change" if live and _live_fields(live)["image"] == image else "create",
+        gcloud=shlex.join(
+            [
+                "gcloud",
+                "builds",
+                "submit",
+                f"--tag={image}",
+                f"--project={spec.project}",
+                str(service_dir),
+            ]
+        ),
+    )
+
+
+def _service_change(spec: Spec, image: str, live: Any | None) -> Change:
+    """The service's revision: created, updated in the fields that differ, or left alone."""
+    current = _live_fields(live) if live is not None else None
+    action, differ = compare(_desired_fields(spec, image), current)
+    return Change(
+        "deploy", f"service {spec.service}", action, differ, gcloud=gcloud_deploy(spec, image)
+    )
 
 
 def _bucket_change(spec: Spec, clients: Clients, bucket: str) -> Change:
