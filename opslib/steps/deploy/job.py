@@ -19,12 +19,12 @@ from typing import Any
 from google.api_core import exceptions
 
 from opslib.cloud.clients import Clients
-from opslib.core.errors import OpslibError
 from opslib.core.plan import Change, Plan, compare
 from opslib.core.progress import wait
 from opslib.spec.model import Spec
 from opslib.steps.deploy.service import (
     INVOKER,
+    api_errors,
     container_fields,
     desired_env,
     desired_template,
@@ -180,7 +180,8 @@ def _invoker_change(spec: Spec, missing: bool) -> Change:
 def apply(spec: Spec, clients: Clients, jp: JobPlan, progress: bool) -> None:
     """Create or update the job (waiting on its operation), then grant the invoker."""
     if jp.plan.changes[0].action != "no change":
-        try:
+        fix = "fix the job settings in the spec, then run step 3 again"
+        with api_errors(f"deploy of job {spec.job.name}", fix):
             if jp.live is None:
                 operation = clients.jobs.create_job(
                     parent=f"projects/{spec.project}/locations/{spec.region}",
@@ -192,12 +193,6 @@ def apply(spec: Spec, clients: Clients, jp: JobPlan, progress: bool) -> None:
                 live.template = jp.desired["template"]
                 operation = clients.jobs.update_job(job=live)
             wait(operation, f"deploy job {spec.job.name}", progress)
-        except exceptions.GoogleAPICallError as exc:
-            raise OpslibError(
-                f"deploy of job {spec.job.name}",
-                exc.message or str(exc),
-                "fix the job settings in the spec, then run step 3 again",
-            ) from None
     if jp.grant:
         _grant(spec, clients)
 

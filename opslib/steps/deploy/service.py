@@ -16,6 +16,7 @@ import shlex
 import tarfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,14 +409,19 @@ def build(spec: Spec, clients: Clients, source: Source, image: str, progress: bo
             "images": [image],
         },
     )
-    try:
+    with api_errors(
+        f"build of {image}", "read the build log above; fix the Dockerfile or requirements.txt"
+    ):
         wait(operation, f"build {spec.service}", progress)
+
+
+@contextlib.contextmanager
+def api_errors(where: str, fix: str) -> Iterator[None]:
+    """Google's API errors in the block as one OpslibError: what failed, Google's words, the fix."""
+    try:
+        yield
     except exceptions.GoogleAPICallError as exc:
-        raise OpslibError(
-            f"build of {image}",
-            exc.message or str(exc),
-            "read the build log above; fix the Dockerfile or requirements.txt",
-        ) from None
+        raise OpslibError(where, exc.message or str(exc), fix) from None
 
 
 def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
