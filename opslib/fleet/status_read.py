@@ -1,0 +1,188 @@
+"""What Google has for a fleet, read in a fixed number of calls run side by side.
+
+Per location (project, region) one Scheduler `jobs:list`, plus one Cloud Run `services:list`
+and/or `jobs:list` as the fleet's runtimes need; per target one Logging `entries:list` for the
+jobs' end lines (a further page only while a job has none yet). Google's errors become one
+line saying which viewer roles to grant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache, partial
+from typing import TYPE_CHECKING, Any
+
+from opslib.core.errors import OpslibError
+from opslib.fleet.status_runs import Key, keep, key_of
+from opslib.steps import logs
+
+if TYPE_CHECKING:
+    from opslib.cloud.clients import Clients
+    from opslib.cloud.session import Session
+    from opslib.fleet.load import Fleet
+    from opslib.spec.model import Spec
+
+LOG_PAGES = 3  # entries:list calls at most, only while some job has no end line yet
+FILTER_MAX = 15_000  # Cloud Logging takes 20,000 characters; the job clause goes first
+
+
+@dataclass
+class Live:
+    """What Google has, by full name, and each automation's newest run in the logs."""
+
+    jobs: dict[str, Any] = field(default_factory=dict)  # Scheduler jobs
+    services: dict[str, Any] = field(default_factory=dict)  # Cloud Run services
+    run_jobs: dict[str, Any] = field(default_factory=dict)  # Cloud Run jobs (runtime: job)
+    runs: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)  # end lines, newest first
+
+
+def read_live(fleet: Fleet, since: datetime) -> Live:
+    """Per location its Scheduler jobs, and its Cloud Run services and/or jobs as the fleet's
+    runtimes need; per target the end lines. All calls at once."""
+    locations: dict[tuple[str, str, str], tuple[Clients, set[str]]] = {}
+    targets: dict[str, list[Session]] = {}
+    for session in fleet.sessions:
+        spec = session.spec
+        where = (spec.target, spec.project, spec.region)
+        clients, runtimes = locations.setdefault(where, (fleet.clients(session), set()))
+        runtimes.add(spec.job.effective_runtime)
+        targets.setdefault(spec.target, []).append(session)
+    calls: list[tuple[str, Callable[[], Any]]] = []
+    for (_, project, region), (clients, runtimes) in locations.items():
+        parent = f"projects/{project}/locations/{region}"
+        calls.append(("jobs", partial(list_jobs, clients, parent)))
+        if "service" in runtimes:
+            calls.append(("services", partial(list_services, clients, parent)))
+        if "job" in runtimes:
+            calls.append(("run_jobs", partial(list_run_jobs, clients, parent)))
+    for sessions in targets.values():
+        clients = fleet.clients(sessions[0])
+        calls.append(("runs", partial(read_runs, clients, [s.spec for s in sessions], since)))
+    built: dict[int, tuple[Clients, set[str]]] = {}
+    for clients, runtimes in locations.values():  # one Clients may serve several locations
+        built.setdefault(id(clients), (clients, set()))[1].update(runtimes)
+    for clients, runtimes in built.values():
+        _build(clients, runtimes)
+    live = Live()
+    for (kind, _), found in zip(calls, _concurrently([c for _, c in calls]), strict=True):
+        getattr(live, kind).update(found)
+    return live
+
+
+def _build(clients: Clients, runtimes: set[str]) -> None:
+    """Create the lazy clients once, here, so that the threads only use them."""
+    names = ["scheduler", "logging"]
+    names += ["run"] if "service" in runtimes else []
+    names += ["jobs"] if "job" in runtimes else []
+    for name in names:
+        getattr(clients, name)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads kept for the next status (starting them is a tenth of a local status' time)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="opslib-status")
+
+
+def _concurrently(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Each call in its own thread; Google's errors become one line that says what to grant."""
+    from google.api_core import exceptions
+
+    try:
+        futures = [_pool().submit(task) for task in tasks]
+        return [future.result() for future in futures]
+    except exceptions.GoogleAPICallError as exc:
+        raise OpslibError(
+            "status",
+            f"{type(exc).__name__} ({exc.code}): {exc.message}",
+            "status reads with roles/cloudscheduler.viewer, roles/run.viewer and "
+            "roles/logging.viewer on the project: grant them, or check the target",
+        ) from None
+    except OSError as exc:  # requests' ConnectionError and the like: nothing answered
+        raise OpslibError(
+            "status",
+            f"cannot reach the target: {exc}",
+            "on local, start localcloud (opslib localcloud start --detach); on gcp, check "
+            "the network",
+        ) from None
+
+
+def list_jobs(clients: Clients, parent: str) -> dict[str, Any]:
+    """Every Scheduler job of a location in one call (500 a page, Scheduler's maximum).
+
+    Kept as raw protobuf messages: reading their fields is several times cheaper than
+    through proto-plus, which is most of the table's own cost.
+    """
+    request = {"parent": parent, "page_size": 500}
+    return {job.name: type(job).pb(job) for job in clients.scheduler.list_jobs(request=request)}
+
+
+def list_services(clients: Clients, parent: str) -> dict[str, Any]:
+    """Every Cloud Run service of a location (raw protobuf messages, as for the jobs)."""
+    return {s.name: type(s).pb(s) for s in clients.run.list_services(parent=parent)}
+
+
+def list_run_jobs(clients: Clients, parent: str) -> dict[str, Any]:
+    """Every Cloud Run job of a location (only asked when the fleet has `runtime: job` there)."""
+    from google.api_core import exceptions
+
+    try:
+        return {j.name: type(j).pb(j) for j in clients.jobs.list_jobs(parent=parent)}
+    except exceptions.NotFound:  # an API without jobs (an emulator) has none of them
+        return {}
+
+
+def log_filter(specs: Sequence[Spec], since: datetime) -> str:
+    """The jobs' end lines (they alone carry duration_ms) since `since`: on the fleet's
+    services for route jobs, from the fleet's Cloud Run jobs for `runtime: job`."""
+    stamp = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    routed = [s for s in specs if s.job.effective_runtime == "service"]
+    runs = [s.job.name for s in specs if s.job.effective_runtime == "job"]
+    jobs = f" AND jsonPayload.job={_any_of(s.job.name for s in routed)}"
+    parts = []
+    if routed:
+        services = _any_of(s.service for s in routed)
+        parts.append(
+            f'resource.type="cloud_run_revision" AND resource.labels.service_name={services}{jobs}'
+        )
+    if runs:
+        parts.append(f'resource.type="cloud_run_job" AND resource.labels.job_name={_any_of(runs)}')
+    where = parts[0] if len(parts) == 1 else " OR ".join(f"({p})" for p in parts)
+    text = f"{where if len(parts) == 1 else f'({where})'} AND jsonPayload.duration_ms:* AND "
+    text += f'timestamp>="{stamp}"'
+    return text if len(text) <= FILTER_MAX else text.replace(jobs, "")
+
+
+def _any_of(values: Any) -> str:
+    return "(" + " OR ".join(logs.quote(v) for v in sorted(set(values))) + ")"
+
+
+def read_runs(clients: Clients, specs: Sequence[Spec], since: datetime) -> dict[Key, list]:
+    """Each job's newest run: its end line (a Cloud Run job's: its newest execution's lines),
+    in one call unless a job is still missing from the page.
+
+    Only these few lines are read (not `logs.entries_frame` over the page, whose fixed cost
+    is most of the table's for a fleet of fifty); `status` turns them into columns at once.
+    """
+    body = {
+        "resourceNames": sorted({f"projects/{s.project}" for s in specs}),
+        "filter": log_filter(specs, since),
+        "orderBy": "timestamp desc",
+        "pageSize": logs.PAGE_SIZE,
+    }
+    wanted = {key_of(s) for s in specs}
+    newest: dict[Key, list[dict[str, Any]]] = {}
+    for _ in range(LOG_PAGES):
+        page = clients.logging._connection.api_request(
+            method="POST", path="/entries:list", data=body
+        )
+        for entry in page.get("entries") or ():
+            keep(newest, entry)
+        token = page.get("nextPageToken")
+        if not token or wanted <= newest.keys():
+            break
+        body = {**body, "pageToken": token}
+    return newest

@@ -1,0 +1,205 @@
+"""One status row: an automation's parameters file against what Google has, and its health.
+
+Each service is compared once (`service_row`) and shared by its jobs' rows; `automation_row`
+then adds
+what its Scheduler job calls (a service route or a Cloud Run job), its schedule on the job's
+own wall clock, its last attempt and newest run, its drift and the health word they add up to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from opslib.fleet.status_drift import (
+    job_drift,
+    normal_cron,
+    normal_zone,
+    route_drift,
+    run_job_drift,
+    service_drift,
+)
+from opslib.fleet.status_runs import key_of, run_columns
+from opslib.spec import cron
+from opslib.spec import cron_report as cron_view
+
+if TYPE_CHECKING:
+    from opslib.cloud.session import Session
+    from opslib.fleet.status_read import Live
+    from opslib.spec.model import Spec
+
+EXECUTION_FAILED = 2  # run_v2.ExecutionReference.CompletionStatus.EXECUTION_FAILED
+
+
+@dataclass
+class ServiceRow:
+    """What every row of one service shares: the live service, its revision, drift, routes."""
+
+    live: Any | None
+    revision: str
+    drift: list[str]
+    routes: list[str] | None  # None: unknown (no service, or not deployed by opslib)
+
+
+def service_row(sessions: list[Session], live: Live) -> ServiceRow:
+    """The service as its route jobs ask for it (fleet.service_spec) against Google's."""
+    from opslib.fleet.load import service_spec
+    from opslib.steps.deploy.preflight import live_routes
+    from opslib.steps.deploy.service import service_name
+
+    routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
+    if not routed:  # only Cloud Run jobs built from this folder: no service to compare
+        return ServiceRow(None, "", [], None)
+    service = live.services.get(service_name(routed[0]))
+    routes = live_routes(service) if service is not None else None
+    drift = service_drift(service_spec(routed), service)
+    return ServiceRow(service, serving(service), drift, routes)
+
+
+@dataclass
+class Target:
+    """What the Scheduler job calls, as one row needs it: a service route or a Cloud Run job."""
+
+    exists: bool
+    revision: str  # the serving revision, or the Cloud Run job's newest execution
+    uris: list[str]  # the URIs the Scheduler job may call, the one step 4 writes first
+    drift: list[str]
+    failed: bool  # a Cloud Run job's newest execution failed
+
+
+def _target(spec: Spec, shared: ServiceRow, live: Live) -> Target:
+    """The service route a route job calls, or the Cloud Run job a `runtime: job` starts."""
+    from opslib.steps.deploy.job import job_name
+    from opslib.steps.schedule import run_job_url
+
+    if spec.job.effective_runtime == "job":
+        run_job = live.run_jobs.get(job_name(spec))
+        execution = run_job.latest_created_execution if run_job is not None else None
+        return Target(
+            run_job is not None,
+            execution.name.rsplit("/", 1)[-1] if execution is not None else "",
+            [run_job_url(spec)],
+            run_job_drift(spec, run_job),
+            execution is not None and execution.completion_status == EXECUTION_FAILED,
+        )
+    service, route = shared.live, spec.job.route
+    bases = [u.rstrip("/") for u in [service.uri, *service.urls] if u] if service else []
+    drift = [*shared.drift, *route_drift(spec, shared.routes)]
+    return Target(service is not None, shared.revision, [b + route for b in bases], drift, False)
+
+
+def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str, Any]:
+    """One automation's row: its schedule, last attempt, newest run, drift and health."""
+    from opslib.steps.schedule import job_path
+
+    spec = session.spec
+    target = _target(spec, shared, live)
+    job = live.jobs.get(job_path(spec))
+    expr = normal_cron(job.schedule if job is not None else spec.schedule.cron)
+    zone = normal_zone(job.time_zone if job is not None else spec.schedule.time_zone)
+    state = "missing" if job is None or not target.exists else _state(job)
+    ko, en = describe(expr)
+    drift = [*job_drift(spec, job, target.uris), *target.drift]
+    last_attempt = _time(job, "last_attempt_time")
+    run = run_columns(live.runs.get(key_of(spec), []))
+    row = {
+        "service": spec.service,
+        "job": spec.job.name,
+        "state": state,
+        "cron": expr,
+        "cron_ko": ko,
+        "cron_en": en,
+        "time_zone": zone,
+        "next_run": _next_run(job, expr, zone) if state == "enabled" else pd.NaT,
+        "last_attempt": _local(last_attempt, zone),
+        "last_status": _attempt(job),
+        "revision": target.revision,
+        "drift": "; ".join(drift),
+        **run,
+        "last_run": _local(run["last_run"], zone),
+    }
+    attempt_failed = last_attempt is not None and job.status.code != 0
+    row["health"] = health(row, attempt_failed or target.failed)
+    return row
+
+
+def health(row: dict[str, Any], attempt_failed: bool) -> str:
+    """The worst that applies to a row: missing > failed > drifted > paused > ok."""
+    state = row["state"]
+    if state == "missing":
+        return "missing"
+    ran_badly = row["run_status"] == "error" or (row["errors"] or 0) > 0
+    if attempt_failed or ran_badly or state in ("disabled", "update_failed"):
+        return "failed"
+    if row["drift"]:
+        return "drifted"
+    return "paused" if state == "paused" else "ok"
+
+
+@lru_cache(maxsize=4096)
+def describe(expr: str) -> tuple[str, str]:
+    """Korean and English sentences for a cron, cached: fifty jobs often share a handful."""
+    try:
+        return cron_view.describe_ko(expr), cron_view.describe_en(expr)
+    except Exception:  # legacy App Engine schedules ("every 24 hours") and the like
+        return "", ""
+
+
+def _state(job: Any) -> str:
+    """Scheduler's state word in lower case: enabled, paused, disabled, update_failed."""
+    from google.cloud.scheduler_v1 import Job
+
+    return Job.State(job.state).name.lower()
+
+
+def _time(message: Any, name: str) -> datetime | None:
+    """A Timestamp field as an aware UTC datetime, None when unset (or no message)."""
+    if message is None or not message.HasField(name):
+        return None
+    return getattr(message, name).ToDatetime(tzinfo=UTC)
+
+
+def _local(when: datetime | None, zone: str) -> Any:
+    """A time on the job's wall clock, whole seconds; NaT when there is none."""
+    if when is None:
+        return pd.NaT
+    return pd.Timestamp(when.astimezone(cron.zone_info(zone)).replace(microsecond=0))
+
+
+def _next_run(job: Any, expr: str, zone: str) -> Any:
+    """Scheduler's own next time; computed from the cron only when it gives none."""
+    when = _time(job, "schedule_time")
+    if when is not None:
+        return _local(when, zone)
+    try:
+        return _local(cron.next_runs(expr, zone, 1)[0], zone)
+    except (ValueError, KeyError, IndexError):  # a schedule cronsim cannot read
+        return pd.NaT
+
+
+def _attempt(job: Any) -> str:
+    """The last attempt's outcome as an rpc code name (OK, INTERNAL: ...), or why there is none."""
+    from google.rpc import code_pb2
+
+    if job is None:
+        return "no job"
+    if not job.HasField("last_attempt_time"):
+        return "never ran"
+    code = job.status.code
+    name = code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code)
+    return f"{name}: {job.status.message}" if job.status.message else name
+
+
+def serving(service: Any) -> str:
+    """The revision taking the traffic (each with its percent when traffic is split)."""
+    if service is None:
+        return ""
+    latest = service.latest_ready_revision.rsplit("/", 1)[-1]
+    shares = [(t.revision or latest, t.percent) for t in service.traffic_statuses if t.percent]
+    if len(shares) == 1:
+        return shares[0][0]
+    return ", ".join(f"{name} {percent}%" for name, percent in shares) or latest
