@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opslib.fleet.status_drift import (
+from opslib.fleet.status.drift import (
     job_drift,
     normal_cron,
     normal_zone,
@@ -23,13 +23,13 @@ from opslib.fleet.status_drift import (
     run_job_drift,
     service_drift,
 )
-from opslib.fleet.status_runs import key_of, run_columns
+from opslib.fleet.status.runs import key_of, run_columns
 from opslib.spec import cron
 from opslib.spec import cron_report as cron_view
 
 if TYPE_CHECKING:
     from opslib.cloud.session import Session
-    from opslib.fleet.status_read import Live
+    from opslib.fleet.status.read import Live
     from opslib.spec.model import Spec
 
 EXECUTION_FAILED = 2  # run_v2.ExecutionReference.CompletionStatus.EXECUTION_FAILED

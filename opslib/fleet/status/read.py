@@ -16,7 +16,7 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from opslib.core.errors import OpslibError
-from opslib.fleet.status_runs import Key, keep, key_of
+from opslib.fleet.status.runs import Key, keep, key_of
 from opslib.steps import logs
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ run there and one Cloud Run `jobs:list` when `runtime: job` automations do; and 
 The calls run side by side, so on Google Cloud, where each is a network round trip, the table
 costs about the slowest of them. Cloud Logging allows about 60 `entries:list` calls a minute
 per project: a status a minute fits, however many jobs. Only when the newest 1,000 end lines
-miss a job is a further page read (at most `status_read.LOG_PAGES` in all).
+miss a job is a further page read (at most `read.LOG_PAGES` in all).
 benchmarks/fleet_status.py times it for 50 automations against one jobs:list plus one
 entries:list (official clients).
 
@@ -42,8 +42,8 @@ Health, one word per row, the worst that applies:
   ok       none of the above.
 `healthy()` holds when every row is ok or paused; `opslib status` exits 0 then, 1 otherwise.
 
-The parts: `status_read` (the calls), `status_runs` (the end lines' run columns),
-`status_drift` (file against Google), `status_rows` (one row and its health) and `status_view`
+The parts: `read` (the calls), `runs` (the end lines' run columns),
+`drift` (file against Google), `rows` (one row and its health) and `view`
 (verdict, colours, text). Their public names stay importable from here.
 """
 
@@ -58,10 +58,10 @@ import numpy as np
 import pandas as pd
 
 from opslib.core.errors import BadInput
-from opslib.fleet.status_read import Live, log_filter, read_live, read_runs
-from opslib.fleet.status_rows import automation_row, describe, health, service_row
-from opslib.fleet.status_runs import EXECUTION_LABEL, TASK_LABEL
-from opslib.fleet.status_view import COLOURS, HEALTHY, healthy, styled, summary, to_text, verdict
+from opslib.fleet.status.read import Live, log_filter, read_live, read_runs
+from opslib.fleet.status.rows import automation_row, describe, health, service_row
+from opslib.fleet.status.runs import EXECUTION_LABEL, TASK_LABEL
+from opslib.fleet.status.view import COLOURS, HEALTHY, healthy, styled, summary, to_text, verdict
 from opslib.steps import logs
 
 if TYPE_CHECKING:
