@@ -2,8 +2,8 @@
 
 The service folder is the spec's `service_dir` in the project (default `service/`, the folder
 the user commits), shared by every automation naming that service; with a workspace it is the
-same path under the workspace, copied from the project once (what `make demo` uses, so the
-repository stays clean).
+same path under the workspace (what `make demo` uses, so the repository stays clean), which
+`opslib.steps.endpoint.folder.ensure_service_dir` copies from the project once.
 
 A notebook runs with its own directory as the working directory (JupyterLab) or the project
 root (the runner), so every path here is resolved against the project root, found from the

@@ -28,7 +28,7 @@ EXPLAINED_BY = {
     "INTERNAL": "job errors",
     "UNKNOWN": "job errors",
     "UNAVAILABLE": "revision",
-    "NOT_FOUND": "route",  # the path is not served (doctor_routes), or no service at all
+    "NOT_FOUND": "route",  # the path is not served (doctor.routes), or no service at all
 }
 # Step 3 ships the spec's service folder with every automation of the service (siblings).
 STEP_DEPLOY = "run step 3 again (opslib deploy PARAMS, or notebooks/03_deploy)"

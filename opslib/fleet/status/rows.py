@@ -46,7 +46,7 @@ class ServiceRow:
 
 
 def service_row(sessions: list[Session], live: Live) -> ServiceRow:
-    """The service as its route jobs ask for it (fleet.service_spec) against Google's."""
+    """The service as its route jobs ask for it (fleet.load.service_spec) against Google's."""
     from opslib.fleet.load import service_spec
     from opslib.steps.deploy.preflight import live_routes
     from opslib.steps.deploy.service import service_name

@@ -3,6 +3,8 @@
 A spec naming another Cloud Run service (with its own `service_dir`) gets a folder of its own,
 made on first use from the user's `service/` (so their logging, helpers, Dockerfile and
 requirements carry over) with every job route, index() entry and job module removed.
+`ensure_service_dir` makes the folder a session's steps write: that new folder, or in a
+workspace a copy of the project's, made once.
 """
 
 from __future__ import annotations

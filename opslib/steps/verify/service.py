@@ -49,7 +49,7 @@ HINTS = {
 @dataclass
 class Verdict:
     """What verify found: pass/fail, the attempt, the checks, the run's log lines and, on
-    failure, the doctor's findings (empty when it passed)."""
+    failure through `opslib.doctor.explain.verify`, the doctor's findings (else empty)."""
 
     passed: bool
     attempt: str
