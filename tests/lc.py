@@ -77,6 +77,16 @@ def call(path: str, body: dict | None = None, method: str | None = None) -> tupl
         return status, json.loads(exc.read() or b"{}")
 
 
+def entries(filter_text: str) -> list[dict]:
+    """The project's log entries matching a Logging filter (one page of up to 1,000)."""
+    status, body = call(
+        "/v2/entries:list",
+        {"resourceNames": [f"projects/{PROJECT}"], "filter": filter_text, "pageSize": 1000},
+    )
+    assert status == 200, body
+    return body.get("entries", [])
+
+
 def advance(seconds: float) -> dict:
     return call("/_localcloud/clock:advance", {"seconds": seconds})[1]
 

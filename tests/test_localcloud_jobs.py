@@ -24,7 +24,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import logging as cloud_logging
 from google.cloud import run_v2, scheduler_v1, secretmanager_v1, storage
 from google.cloud.devtools import cloudbuild_v1
-from lc import PARENT, PROJECT, build, call, client_kwargs, image_name, server, unique
+from lc import PARENT, PROJECT, build, call, client_kwargs, entries, image_name, server, unique
 
 from opslib.localcloud import control
 
@@ -104,15 +104,6 @@ def create(jobs: run_v2.JobsClient, image: str, env: dict | None = None, **templ
         parent=PARENT, job_id=unique("job"), job=job_body(image, env, **template)
     )
     return operation.result(timeout=60)
-
-
-def entries(filter_text: str) -> list[dict]:
-    status, body = call(
-        "/v2/entries:list",
-        {"resourceNames": [f"projects/{PROJECT}"], "filter": filter_text, "pageSize": 1000},
-    )
-    assert status == 200, body
-    return body.get("entries", [])
 
 
 def execution_lines(execution: run_v2.Execution) -> list[dict]:

@@ -13,7 +13,18 @@ import pytest
 import yaml
 from google.api_core import exceptions
 from google.cloud import run_v2, scheduler_v1
-from lc import PARENT, PROJECT, advance, build, call, client_kwargs, image_name, token, unique
+from lc import (
+    PARENT,
+    PROJECT,
+    advance,
+    build,
+    call,
+    client_kwargs,
+    entries,
+    image_name,
+    token,
+    unique,
+)
 
 from conftest import EXAMPLE, SERVICE
 from opslib.spec.model import Spec
@@ -75,15 +86,6 @@ def fetch(url: str, bearer: str | None = None, data: bytes | None = None) -> tup
             return response.status, response.read()
     except HTTPError as exc:
         return exc.code, exc.read()
-
-
-def entries(filter_text: str) -> list[dict]:
-    status, body = call(
-        "/v2/entries:list",
-        {"resourceNames": [f"projects/{PROJECT}"], "filter": filter_text, "pageSize": 1000},
-    )
-    assert status == 200, body
-    return body.get("entries", [])
 
 
 def test_deploy_runs_the_image_and_the_front_enforces_iam(run, image):
