@@ -82,7 +82,7 @@ def set_up(folder: Path) -> Fleet:
     fleet_steps.patch_endpoints(fleet)
     fleet_steps.deploy(fleet, progress=False)
     fleet_steps.schedule(fleet)
-    scheduler = fleet.clients(fleet.sessions[0]).scheduler
+    scheduler = fleet.sessions[0].clients.scheduler
     names = [job_path(s.spec) for s in fleet.sessions]
     before = {n: scheduler.get_job(name=n).last_attempt_time for n in names}
     for name in names:
@@ -114,7 +114,7 @@ def advance(url: str, hours: float) -> None:
 def floor(fleet: Fleet, since: datetime) -> tuple[int, int]:
     """One jobs:list and one entries:list with the official clients, every item consumed."""
     session = fleet.sessions[0]
-    clients, spec = fleet.clients(session), session.spec
+    clients, spec = session.clients, session.spec
     parent = f"projects/{spec.project}/locations/{spec.region}"
     jobs = list(clients.scheduler.list_jobs(request={"parent": parent, "page_size": 500}))
     entries = list(

@@ -14,7 +14,11 @@ from urllib.request import Request, urlopen
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
+from opslib.cloud.clients import Clients
+from opslib.cloud.session import Session
 from opslib.localcloud import control
+from opslib.spec.model import Spec
+from opslib.spec.project import project_root
 
 PROJECT = "demo-project"
 REGION = "asia-northeast3"
@@ -139,3 +143,19 @@ def image_name(service: str, tag: str) -> str:
 
 def token(audience: str, email: str) -> str:
     return call("/_localcloud/token", {"audience": audience, "email": email})[1]["token"]
+
+
+def clients(project: str = PROJECT) -> Clients:
+    """opslib's clients for the session's localcloud (what a Session on it would hold)."""
+    return Clients("local", project, server().url)
+
+
+def session(spec: Spec, folder: Path, params: Path | None = None) -> Session:
+    """A session for an in-memory spec and its service folder, on the tests' localcloud (found
+    through its state directory, as any session finds its project's)."""
+    server()
+    root = project_root(params) if params is not None else folder.parent
+    path = params or root / "parameters" / f"{spec.job.name}.yaml"
+    state = _SERVER["state"]
+    assert isinstance(state, Path)
+    return Session(spec, path, root, folder, state)

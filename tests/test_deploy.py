@@ -13,7 +13,9 @@ from google.api_core import exceptions
 from conftest import EXAMPLE, SERVICE
 from opslib.cloud.clients import Clients
 from opslib.core.errors import BadInput, OpslibError
+from opslib.spec import names
 from opslib.spec.model import Spec
+from opslib.steps.deploy import live as deploy_live
 from opslib.steps.deploy import service as step3
 from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.scaffold import scaffold
@@ -57,14 +59,14 @@ def test_deploy_then_rerun_changes_nothing(tmp_path, clients):
     routes = {c.resource: c.action for c in plan.changes if c.step == "routes"}
     new = {"route /", "route /health", f"route {spec.job.route}"}
     assert routes == dict.fromkeys(new, "create")  # a new service: every route is added
-    assert frame.iloc[0]["percent"] == 100 and frame.iloc[0]["ready"]
+    assert frame.iloc[0]["percent"] == 100 and frame.iloc[0]["ready"] == "yes"
     assert frame.iloc[0]["revision"].startswith(f"{spec.service}-00001-")
     assert (
         "gcloud run deploy" in plan.changes[1].gcloud
         and "--no-allow-unauthenticated" in plan.changes[1].gcloud
     )
     assert "docker.pkg.dev" in plan.changes[0].gcloud and "gcr.io" not in plan.changes[0].gcloud
-    policy = clients.run.get_iam_policy(request={"resource": step3.service_name(spec)})
+    policy = clients.run.get_iam_policy(request={"resource": names.service(spec)})
     members = {m for b in policy.bindings for m in b.members}
     assert members == {f"serviceAccount:{spec.invoker_account}"}
     before = mark()
@@ -97,7 +99,7 @@ def test_failed_revision_reports_reason_and_logs_and_keeps_traffic(tmp_path, cli
         step3.deploy(spec, folder, clients, progress=False)
     text = info.value.render()
     assert "failed" in text and "listen on the port" in text and "boom at import" in text
-    after = step3.status(spec, clients)
+    after = deploy_live.status(spec, clients)
     assert after.iloc[0]["revision"] == good.iloc[0]["revision"] and after.iloc[0]["percent"] == 100
 
 
@@ -117,7 +119,7 @@ def test_secrets_are_mounted_as_secret_key_refs(tmp_path, clients):
     spec = Spec.model_validate(data)
     plan, _ = step3.deploy(spec, service_copy(tmp_path, spec), clients, progress=False)
     assert f"--set-secrets=FX_API_KEY={secret_id}:latest" in plan.changes[1].gcloud
-    live = clients.run.get_service(name=step3.service_name(spec))
+    live = clients.run.get_service(name=names.service(spec))
     ref = live.template.containers[0].env[0].value_source.secret_key_ref
     assert (ref.secret, ref.version) == (secret_id, "latest")
     assert "s3cr3t-value" not in repr(plan.to_frame()) + repr(live)
@@ -139,7 +141,7 @@ def test_missing_service_reads_as_create(tmp_path, clients):
     assert [c.action for c in plan.changes if c.step != "routes"] == ["create"] * 3
     assert frame.empty
     with pytest.raises(exceptions.NotFound):
-        clients.run.get_service(name=step3.service_name(spec))
+        clients.run.get_service(name=names.service(spec))
 
 
 def test_missing_secret_stops_before_any_change(tmp_path, clients):
@@ -171,5 +173,5 @@ def test_syntax_error_fails_the_build_and_changes_nothing_live(tmp_path, clients
         step3.deploy(spec, folder, clients, progress=False)
     assert "batch_endpoint.py:" in str(bad.value) and "not valid Python" in str(bad.value)
     assert [c for c in calls_since(before) if c["method"] in MUTATING] == []
-    after = step3.status(spec, clients)
+    after = deploy_live.status(spec, clients)
     assert after.iloc[0]["revision"] == good.iloc[0]["revision"] and after.iloc[0]["percent"] == 100

@@ -33,19 +33,21 @@ import yaml
 
 from conftest import EXAMPLE, ROOT, SERVICE, merge, tool
 from opslib.cli.main import main
+from opslib.cloud import codes
 from opslib.cloud.clients import Clients
 from opslib.core.errors import OpslibError
 from opslib.doctor import diagnose as doctor
-from opslib.doctor import explain, pricing
+from opslib.doctor import explain
 from opslib.doctor.timing import needed
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
+from opslib.spec import names, pricing
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
 from opslib.steps import schedule as step4
 from opslib.steps import secrets
-from opslib.steps.deploy import preflight
 from opslib.steps.deploy import service as step3
+from opslib.steps.deploy.desired import ROUTES_ANNOTATION
 from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.logs import read_logs
 from opslib.steps.scaffold import scaffold
@@ -93,14 +95,14 @@ def deploy_and_schedule(s: Scenario, clients: Clients) -> None:
 
 def run_job(s: Scenario, clients: Clients, limit: float = 90) -> str:
     """Run the job now and wait for that attempt; returns its rpc code name."""
-    name = step4.job_path(s.spec)
+    name = names.scheduler_job(s.spec)
     before = clients.scheduler.get_job(name=name).last_attempt_time
     clients.scheduler.run_job(name=name)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         job = clients.scheduler.get_job(name=name)
         if job.last_attempt_time and job.last_attempt_time != before:
-            return step5.RPC_NAMES.get(job.status.code, str(job.status.code))
+            return codes.name(job.status.code)
         time.sleep(0.2)
     raise AssertionError(f"no attempt of {name} within {limit}s")
 
@@ -186,7 +188,7 @@ def scheduler_deadline(tmp: Path) -> Scenario:
     s = make(tmp, "doc-dl", sleep_in_run(17), schedule={"attempt_deadline": "15s"})
     clients = new_clients()
     deploy_and_schedule(s, clients)
-    s.extra["verdict"] = explain.verify(s.spec, clients, progress=False)
+    s.extra["verdict"] = explain.verify(lc.session(s.spec, s.folder), progress=False)
     wait_for_ends(s, clients, 1)
     return s
 
@@ -196,7 +198,7 @@ def run_timeout(tmp: Path) -> Scenario:
     s = make(tmp, "doc-504", sleep_in_run(7), schedule={"attempt_deadline": "15s"})
     clients = new_clients()
     deploy_and_schedule(s, clients)
-    service = clients.run.get_service(name=step3.service_name(s.spec))
+    service = clients.run.get_service(name=names.service(s.spec))
     service.template.timeout = timedelta(seconds=5)  # gcloud run services update --timeout=5
     clients.run.update_service(service=service).result(timeout=120)
     s.extra["code"] = run_job(s, clients)
@@ -270,7 +272,7 @@ def missing_invoker(tmp: Path) -> Scenario:
     s = make(tmp, "doc-iam")
     clients = new_clients()
     deploy_and_schedule(s, clients)
-    name = step3.service_name(s.spec)
+    name = names.service(s.spec)
     policy = clients.run.get_iam_policy(request={"resource": name})
     del policy.bindings[:]
     clients.run.set_iam_policy(request={"resource": name, "policy": policy})
@@ -309,7 +311,7 @@ def on_localcloud(files: list[Path]) -> Fleet:
     fleet = open_fleet(files, target="local")
     clients = new_clients()
     for session in fleet.sessions:
-        session.__dict__["clients"] = clients
+        session._clients = clients
     return fleet
 
 
@@ -322,7 +324,7 @@ def steps_1_to_3(files: list[Path]) -> None:
 
 
 def serving_revision(spec: Spec, clients: Clients) -> str:
-    service = clients.run.get_service(name=step3.service_name(spec))
+    service = clients.run.get_service(name=names.service(spec))
     return service.latest_ready_revision.rsplit("/", 1)[-1]
 
 
@@ -342,7 +344,7 @@ def route_lost(tmp: Path) -> Scenario:
     patch_endpoint(spec_b, copy)
     step3.deploy(spec_b, copy, clients, progress=False)
     step4.schedule(spec_a, clients)
-    verdict = explain.verify(spec_a, clients, progress=False)
+    verdict = explain.verify(lc.session(spec_a, project / "service", a), progress=False)
     extra = {"files": [a, b], "more": [spec_b], "had": had, "verdict": verdict}
     extra["serving"] = serving_revision(spec_a, clients)
     return Scenario(spec_a, yaml.safe_load(a.read_text()), project / "service", extra)
@@ -357,8 +359,8 @@ def route_never(tmp: Path, annotated: bool = True) -> Scenario:
     spec_a, spec_b = load_spec(a), load_spec(b)
     clients = new_clients()
     if not annotated:
-        service = clients.run.get_service(name=step3.service_name(spec_b))
-        del service.template.annotations[preflight.ROUTES_ANNOTATION]
+        service = clients.run.get_service(name=names.service(spec_b))
+        del service.template.annotations[ROUTES_ANNOTATION]
         clients.run.update_service(service=service).result(timeout=120)
     step4.schedule(spec_b, clients)
     step4.schedule(spec_a, clients)
@@ -401,11 +403,11 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory):
             s = future.result()
             for spec in [s.spec, *s.extra.get("more", [])]:
                 step4.delete(spec, clients)
-            clients.run.delete_service(name=step3.service_name(s.spec)).result(timeout=60)
+            clients.run.delete_service(name=names.service(s.spec)).result(timeout=60)
 
 
-def diagnose(s: Scenario, **kwargs) -> pd.DataFrame:
-    return doctor.diagnose(s.spec, new_clients(), since=timedelta(hours=1), **kwargs)
+def diagnose(s: Scenario, params: Path | None = None) -> pd.DataFrame:
+    return doctor.diagnose(lc.session(s.spec, s.folder, params), since=timedelta(hours=1))
 
 
 def rows(findings: pd.DataFrame, check: str, severity: str | None = None) -> pd.DataFrame:
@@ -528,7 +530,7 @@ def test_429_with_the_retry_policy(scenarios):
 def test_429_without_the_retry_policy_names_the_call(scenarios):
     s = scenarios["429-raw"].result()
     assert s.extra["code"] == "INTERNAL"
-    findings = diagnose(s, service_dir=s.folder)
+    findings = diagnose(s)
     limited = one(findings, "rate limit (429)", "error")
     assert "bypass the retry policy" in limited["finding"]
     assert "0 retry line(s)" in limited["evidence"]
@@ -544,7 +546,7 @@ def test_wrong_audience(scenarios):
     assert "audience" in auth["finding"] and "401" in auth["finding"]
     assert "'https://wrong.example'" in auth["evidence"]
     assert "1 attempt(s) ended UNAUTHENTICATED" in auth["evidence"]
-    uri = new_clients().run.get_service(name=step3.service_name(s.spec)).uri
+    uri = new_clients().run.get_service(name=names.service(s.spec)).uri
     assert f"schedule.audience: {uri}" in auth["fix"]
 
 
@@ -585,7 +587,7 @@ def test_work_over_30_minutes_must_be_split(scenarios):
     length is the spec's expected_duration (which load_spec refuses; an API caller may not)."""
     s = scenarios["healthy"].result()
     long = Spec.model_validate(merge(s.data, {"job": {"expected_duration": "45m"}}))
-    findings = doctor.diagnose(long, new_clients(), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(long, SERVICE), since=timedelta(hours=1))
     split = one(findings, "deadline chain", "error")
     assert "over 30 minutes" in split["finding"] and "Cloud Run job" in split["fix"]
     assert needed(17) == 30 and needed(1000) == 1500 and needed(5) == 15
@@ -659,11 +661,11 @@ def test_a_window_with_more_logs_than_the_read_limit_says_what_it_covered():
         ]
         status, body = lc.call("/v2/entries:write", {"entries": entries})
         assert status == 200, body
-    findings = doctor.diagnose(spec, new_clients(), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(spec, SERVICE), since=timedelta(hours=1))
     row = one(findings, "logs", "warning")
     assert f"newest {doctor.LOG_LIMIT}" in row["finding"] and "--since" in row["fix"]
     quiet = Spec.model_validate({**data, "service": lc.unique("doc-quiet")})
-    assert rows(doctor.diagnose(quiet, new_clients(), since=timedelta(hours=1)), "logs").empty
+    assert rows(doctor.diagnose(lc.session(quiet, SERVICE), since=timedelta(hours=1)), "logs").empty
 
 
 # --- a route dropped by a deploy of the shared service ------------------------------------------
@@ -785,11 +787,11 @@ def test_skipped_and_overlapping_runs_are_reported():
     ]
     status, body = lc.call("/v2/entries:write", {"entries": entries})
     assert status == 200, body
-    findings = doctor.diagnose(spec, new_clients(), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(spec, SERVICE), since=timedelta(hours=1))
     skipped = one(findings, "overlap", "info")
     assert "2 run(s)" in skipped["finding"] and "job.overlap: queue" in skipped["fix"]
     overlapped = one(findings, "overlap", "warning")
     assert "1 run(s)" in overlapped["finding"] and "took over" in overlapped["evidence"]
     quiet = Spec.model_validate({**data, "service": lc.unique("doc-calm")})
-    calm = rows(doctor.diagnose(quiet, new_clients(), since=timedelta(hours=1)), "overlap")
+    calm = rows(doctor.diagnose(lc.session(quiet, SERVICE), since=timedelta(hours=1)), "overlap")
     assert list(calm["severity"]) == ["ok"]

@@ -108,7 +108,7 @@ def test_deploy_refuses_to_drop_a_route_a_live_job_calls(tmp_path, monkeypatch):
     fleet_steps.patch_endpoints(fleet)
     fleet_steps.deploy(fleet, progress=False)
     fleet_steps.schedule(fleet)
-    clients = fleet.clients(fleet.sessions[0])
+    clients = fleet.sessions[0].clients
     spec = fleet.sessions[0].spec
     service_path = f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
     serving = clients.run.get_service(name=service_path).latest_ready_revision
@@ -312,7 +312,7 @@ def test_destroy_the_last_job_deletes_the_service_only_when_asked(tmp_path, monk
     assert kept.returncode == 0 and "--service deletes it" in kept.stdout, kept.stdout
     spec = fleet.sessions[0].spec
     name = f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
-    clients = fleet.clients(fleet.sessions[0])
+    clients = fleet.sessions[0].clients
     assert clients.run.get_service(name=name).name == name
     deleted = opslib(root, url, "destroy", "parameters/only.yaml", "--service")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr

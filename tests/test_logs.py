@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.clients import Clients
 from opslib.core.errors import BadInput
 from opslib.spec.model import Spec
 from opslib.steps.logs import (
@@ -51,7 +51,7 @@ def spec(monkeypatch: pytest.MonkeyPatch) -> Spec:
 
 @pytest.fixture
 def clients(spec: Spec) -> Clients:
-    return clients_for(spec)
+    return lc.clients(spec.project)
 
 
 def resource(service: str, revision: str = "00001-abc") -> dict:

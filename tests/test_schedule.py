@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from datetime import UTC, datetime
 
+import lc
 import pandas as pd
 import pytest
 import yaml
@@ -21,9 +22,10 @@ from lc import server as lc_server
 from test_localcloud_run import deploy, entries, grant, service_folder
 
 from conftest import EXAMPLE
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.clients import Clients
 from opslib.core.errors import BadInput, OpslibError
 from opslib.localcloud import control
+from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps import schedule as sched
 
@@ -91,13 +93,13 @@ def mutating(start: int) -> list[tuple[str, str]]:
 
 
 def live_job(clients: Clients, spec: Spec) -> scheduler_v1.Job:
-    return clients.scheduler.get_job(name=sched.job_path(spec))
+    return clients.scheduler.get_job(name=names.scheduler_job(spec))
 
 
 def test_create_then_rerun_changes_nothing(service, jobs):
     spec = make_spec(service_id(service), unique("job"))
     jobs.append(spec.job.name)
-    clients = clients_for(spec)
+    clients = lc.clients(spec.project)
     planned = sched.plan(spec, clients)
     [change] = planned.plan.changes
     assert (change.action, change.resource) == ("create", f"{PARENT}/jobs/{spec.job.name}")
@@ -122,14 +124,14 @@ def test_create_then_rerun_changes_nothing(service, jobs):
     assert sched.schedule(spec, clients).changes == [change]
     live = live_job(clients, spec)
     assert live.state == ENABLED and live.http_target.headers["User-Agent"]
-    assert sched.differences(sched.desired_job(spec, service.uri), live) == ()
+    assert sched.job_diff(spec, service.uri, live).changes == ()
 
     start = mark()
     again = sched.schedule(spec, clients)
     assert [(c.action, c.fields, c.gcloud) for c in again.changes] == [("no change", (), "")]
     assert calls_since(start) == [
-        ("GET", f"/v2/{sched.service_path(spec)}"),
-        ("GET", f"/v1/{sched.job_path(spec)}"),
+        ("GET", f"/v2/{names.service(spec)}"),
+        ("GET", f"/v1/{names.scheduler_job(spec)}"),
     ]
 
     frame = sched.job_frame(spec, clients)
@@ -153,7 +155,7 @@ def test_update_sends_exactly_the_changed_fields(service, jobs, monkeypatch):
     name = unique("job")
     jobs.append(name)
     spec = make_spec(service_id(service), name)
-    clients = clients_for(spec)
+    clients = lc.clients(spec.project)
     sched.schedule(spec, clients)
     masks: list[dict] = []
     real = clients.scheduler.update_job
@@ -168,7 +170,8 @@ def test_update_sends_exactly_the_changed_fields(service, jobs, monkeypatch):
     assert (change.action, change.fields) == ("update", ("schedule", "attempt_deadline"))
     assert masks == [{"paths": ["schedule", "attempt_deadline"]}]
     assert (
-        change.detail == "schedule: '0 9 * * 1-5' -> '30 8 * * 1-5'; attempt_deadline: 900s -> 600s"
+        change.detail
+        == "schedule: '0 9 * * 1-5' -> '30 8 * * 1-5'; attempt_deadline: '900s' -> '600s'"
     )
     assert shlex.split(change.gcloud) == [
         *("gcloud", "scheduler", "jobs", "update", "http", name),
@@ -204,7 +207,7 @@ def test_update_command_for_target_changes():
     live = scheduler_v1.Job(sched.desired_job(spec, "https://svc.example"))
     get = make_spec("svc", "job", http_method="GET", body={}, headers={"X-New": "a,b"})
     job = sched.desired_job(get, "https://svc.example")
-    fields = sched.differences(job, live)
+    fields = sched.job_diff(get, "https://svc.example", live).fields
     assert fields == ("http_target.http_method", "http_target.headers", "http_target.body")
     assert shlex.split(sched.update_command(get, job, live, fields))[8:] == [
         "--http-method=get",
@@ -220,7 +223,7 @@ def test_pause_survives_an_update_then_resume_and_delete(service, jobs):
     name = unique("job")
     jobs.append(name)
     spec = make_spec(service_id(service), name)
-    clients = clients_for(spec)
+    clients = lc.clients(spec.project)
     sched.schedule(spec, clients)
     [paused] = sched.pause(spec, clients).changes
     assert (paused.action, paused.fields, paused.detail) == (
@@ -262,7 +265,7 @@ def test_deadline_chain_is_checked_against_the_live_service(run, image, jobs):
     jobs.append(spec.job.name)
     start = mark()
     with pytest.raises(BadInput) as info:
-        sched.schedule(spec)
+        sched.schedule(spec, lc.clients(spec.project))
     message = str(info.value)
     assert "schedule.attempt_deadline 900s" in message and "(60s)" in message
     assert "lower schedule.attempt_deadline to 60s" in message and "deploy.timeout" in message
@@ -270,16 +273,16 @@ def test_deadline_chain_is_checked_against_the_live_service(run, image, jobs):
     slow = make_spec(service_id(short), spec.job.name, attempt_deadline="30s")
     slow = slow.model_copy(update={"job": slow.job.model_copy(update={"expected_duration": 45})})
     with pytest.raises(BadInput, match=r"job.expected_duration 45s is not below .* 30s"):
-        sched.plan(slow)
+        sched.plan(slow, lc.clients(slow.project))
     assert mutating(start) == []
-    assert call(f"/v1/{sched.job_path(spec)}")[0] == 404
+    assert call(f"/v1/{names.scheduler_job(spec)}")[0] == 404
 
 
 def test_missing_service_says_deploy_first(jobs):
     spec = make_spec(unique("absent"), unique("job"))
     start = mark()
     with pytest.raises(OpslibError) as info:
-        sched.schedule(spec)
+        sched.schedule(spec, lc.clients(spec.project))
     assert not isinstance(info.value, BadInput) and info.value.exit_code == 1
     assert f"Cloud Run service {spec.service} does not exist" in str(info.value)
     assert "run step 3 (deploy" in info.value.fix
@@ -292,7 +295,7 @@ def test_printed_gcloud_create_makes_the_same_job(service, jobs, tmp_path):
     spec = make_spec(
         service_id(service), unique("job"), headers={"X-Source": "opslib"}, retry=retry
     )
-    planned = sched.plan(spec)
+    planned = sched.plan(spec, lc.clients(spec.project))
     args = shlex.split(planned.plan.changes[0].gcloud)
     assert {"--max-retry-attempts=2", "--min-backoff=10s", "--max-doublings=3"} <= set(args)
     assert "--max-backoff=3600s" not in args  # defaults are left to gcloud
@@ -310,15 +313,15 @@ def test_printed_gcloud_create_makes_the_same_job(service, jobs, tmp_path):
         [shutil.which("gcloud"), *args[1:]], env=env, capture_output=True, timeout=90, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
-    made = clients_for(spec).scheduler.get_job(name=f"{PARENT}/jobs/{other}")
-    assert sched.differences(planned.job, made) == ()
+    made = lc.clients(spec.project).scheduler.get_job(name=f"{PARENT}/jobs/{other}")
+    assert sched.job_diff(spec, service.uri, made).changes == ()
     assert made.retry_config.retry_count == 2 and made.http_target.headers["X-Source"] == "opslib"
 
 
 def test_the_job_fires_at_the_service(service, jobs):
     spec = make_spec(service_id(service), FIRE_JOB, cron="* * * * *", body={"dry_run": True})
     jobs.append(FIRE_JOB)
-    clients = clients_for(spec)
+    clients = lc.clients(spec.project)
     sched.schedule(spec, clients)
     try:
         advance(60)

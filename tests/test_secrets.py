@@ -12,12 +12,13 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import lc
 import pandas as pd
 import pytest
 from google.api_core import exceptions
 from lc import PROJECT, call, server, unique
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.clients import Clients
 from opslib.core.errors import BadInput, OpslibError
 from opslib.core.plan import Change, Plan
 from opslib.localcloud import control
@@ -128,8 +129,8 @@ def test_add_version_needs_the_secret(clients):
     assert planned.action == "create"
     with pytest.raises(OpslibError) as info:
         secrets.add_version(clients, PROJECT, secret_id, "x")
-    assert "NotFound" in str(info.value) and "gcloud secrets create" in info.value.fix
-    with pytest.raises(OpslibError, match="NotFound"):
+    assert "NOT_FOUND (404)" in str(info.value) and "gcloud secrets create" in info.value.fix
+    with pytest.raises(OpslibError, match="NOT_FOUND"):
         secrets.list_versions(clients, PROJECT, secret_id)
 
 
@@ -253,7 +254,7 @@ def test_check_refs(clients, monkeypatch, write_params):
             }
         )
     )
-    table = secrets.check_refs(clients_for(spec), spec)
+    table = secrets.check_refs(lc.clients(spec.project), spec)
     assert list(table.columns) == ["env", "secret", "version", "state", "ok", "fix"]
     assert table[["env", "version", "state", "ok"]].values.tolist() == [
         ["OK", "latest", "ENABLED", True],

@@ -6,6 +6,7 @@ API calls; the CLI's exit code; the 08_status notebook.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
+from google.api_core import exceptions
 from lc import call
 
 from conftest import EXAMPLE, ROOT, copy_service, tool
@@ -24,10 +26,9 @@ from opslib.core.errors import OpslibError
 from opslib.fleet import status
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
-from opslib.spec import cron
+from opslib.spec import cron, names
 from opslib.spec import cron_report as cron_view
 from opslib.steps import schedule as step4
-from opslib.steps.deploy import service as step3
 from opslib.steps.scaffold import module_path
 
 CRON = {"a": "0 9 * * 1-5", "b": "30 7 * * *", "c": "0 18 * * *"}
@@ -87,10 +88,10 @@ def steps_1_to_5(fleet: Fleet) -> None:
 def clean_up(fleet: Fleet) -> None:
     """No job of this module fires when later tests move localcloud's clock."""
     for session in fleet.sessions:
-        step4.delete(session.spec, fleet.clients(session))
+        step4.delete(session.spec, session.clients)
     for sessions in fleet.services.values():
-        name = step3.service_name(sessions[0].spec)
-        fleet.clients(sessions[0]).run.delete_service(name=name).result(timeout=60)
+        name = names.service(sessions[0].spec)
+        sessions[0].clients.run.delete_service(name=name).result(timeout=60)
 
 
 def fleet_of(project: Path, folder: str = "parameters") -> Fleet:
@@ -137,11 +138,11 @@ def test_every_column_of_a_healthy_fleet(project):
     assert list(frame.columns) == list(status.COLUMNS)
     rows = by_job(frame, fleet)
     assert sorted(rows) == ["a", "b", "c"]
-    clients = fleet.clients(fleet.sessions[0])
+    clients = fleet.sessions[0].clients
     for session in fleet.sessions:
         spec, row = session.spec, rows[session.params.stem]
-        live = clients.scheduler.get_job(name=step4.job_path(spec))
-        service = clients.run.get_service(name=step3.service_name(spec))
+        live = clients.scheduler.get_job(name=names.scheduler_job(spec))
+        service = clients.run.get_service(name=names.service(spec))
         zone = ZONE[session.params.stem]
         assert (row["service"], row["job"]) == (spec.service, spec.job.name)
         assert (row["health"], row["state"], row["drift"]) == ("ok", "enabled", "")
@@ -167,16 +168,23 @@ def test_every_column_of_a_healthy_fleet(project):
     assert status.summary(frame) == "3 automations: 3 healthy, 0 failed, 0 drifted"
 
 
-def test_one_call_per_location_and_one_entries_list(project):
+def test_one_call_per_location_and_service_and_one_entries_list(project):
+    """Per location one jobs:list and one services:list, one IAM read per service (the
+    invokers step 3 grants), one entries:list: not one call more for a third job."""
     fleet = fleet_of(project)
     start = mark()
     frame = status.status(fleet, since="1h")
     parent = f"/projects/{lc.PROJECT}/locations/{lc.REGION}"
-    assert sorted(calls_since(start)) == [
-        ("GET", f"/v1{parent}/jobs"),
-        ("GET", f"/v2{parent}/services"),
-        ("POST", "/v2/entries:list"),
-    ]
+    services = sorted({names.service(s.spec) for s in fleet.sessions})
+    assert len(services) == 2
+    assert sorted(calls_since(start)) == sorted(
+        [
+            ("GET", f"/v1{parent}/jobs"),
+            ("GET", f"/v2{parent}/services"),
+            *[("GET", f"/v2/{name}:getIamPolicy") for name in services],
+            ("POST", "/v2/entries:list"),
+        ]
+    )
     assert len(frame) == 3
 
 
@@ -193,16 +201,18 @@ def test_drift_names_each_field_and_the_cli_exits_1(project):
     rows = by_job(status.status(fleet, since="1h"), fleet)
     assert (rows["b"]["health"], rows["b"]["drift"]) == (
         "drifted",
-        "cron: '30 7 * * *' -> '0 8 * * *'",
+        "schedule: '30 7 * * *' -> '0 8 * * *'",
     )
     assert rows["b"]["cron"] == "30 7 * * *", "the cron column is the live one, which fires"
     assert rows["c"]["health"] == "drifted"
-    assert rows["c"]["drift"] == "memory: '2Gi' -> '1Gi'; secrets: [] -> ['API_KEY=api-key:latest']"
+    assert (
+        rows["c"]["drift"] == "memory: '2Gi' -> '1Gi'; secrets: {} -> {'API_KEY': 'api-key:latest'}"
+    )
     assert (rows["a"]["health"], rows["a"]["drift"]) == ("ok", "")
 
     drifted = opslib_status(project, "drifted")
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
-    assert "cron: '30 7 * * *' -> '0 8 * * *'" in drifted.stdout
+    assert "schedule: '30 7 * * *' -> '0 8 * * *'" in drifted.stdout
     assert "UNHEALTHY  status: 3 automations: 1 healthy, 0 failed, 2 drifted  " in drifted.stdout
     clean = opslib_status(project)  # the project's parameters/ folder, from the cwd
     assert clean.returncode == 0, clean.stdout + clean.stderr
@@ -216,11 +226,11 @@ def test_missing_and_paused_rows(project):
     write_spec(folder, "e", lc.unique("gone"), lc.unique("job-e"), service_dir="services/gone")
     fleet = fleet_of(project, "more")
     a = next(s for s in fleet.sessions if s.params.stem == "a")
-    step4.pause(a.spec, fleet.clients(a))
+    step4.pause(a.spec, a.clients)
     try:
         frame = status.status(fleet, since="1h")
     finally:
-        step4.resume(a.spec, fleet.clients(a))
+        step4.resume(a.spec, a.clients)
     rows = by_job(frame, fleet)
     assert (rows["a"]["health"], rows["a"]["state"]) == ("paused", "paused")
     assert pd.isna(rows["a"]["next_run"]) and rows["a"]["last_status"] == "OK"
@@ -230,8 +240,7 @@ def test_missing_and_paused_rows(project):
         assert (row["cron"], row["time_zone"]) == ("0 9 * * *", "Etc/UTC"), "the file's"
         assert pd.isna(row["next_run"]) and pd.isna(row["last_attempt"])
         assert pd.isna(row["last_run"]) and pd.isna(row["processed"])
-    route = fleet.sessions[3].spec.job.route
-    assert rows["d"]["drift"] == f"route: not served -> {route!r}"
+    assert rows["d"]["drift"] == "", "steps 3-4 change nothing for d: it has no job yet"
     assert rows["d"]["revision"] == rows["b"]["revision"] and rows["e"]["revision"] == ""
     assert not status.healthy(frame)
     assert status.summary(frame) == (
@@ -397,105 +406,56 @@ def cloud_run_job_fleet(tmp_path: Path) -> Fleet:
     return open_fleet(folder)
 
 
-def task_line(when: str, execution: str, task: int, **payload) -> dict:
-    labels = {"project_id": lc.PROJECT, "location": lc.REGION, "job_name": "backfill"}
-    return {
-        "timestamp": when,
-        "resource": {"type": "cloud_run_job", "labels": labels},
-        "labels": {status.EXECUTION_LABEL: execution, status.TASK_LABEL: str(task)},
-        "jsonPayload": {"job": "backfill", **payload},
-    }
+def test_a_cloud_run_job_row_reads_its_job_execution_and_tasks(tmp_path):
+    """runtime: job on the real localcloud: deployed, scheduled and run by the fleet steps;
+    its row reads the newest execution and every task's end line; a parallelism changed in
+    the file is drift; a task that fails makes the row failed."""
+    folder = tmp_path / "project" / "parameters"
+    copy_service(folder.parent / "service")
+    folder.mkdir()
+    job = {"name": lc.unique("backfill"), "runtime": "job", "tasks": 2, "parallelism": 2}
+    params = write_spec(folder, "n", lc.unique("svc"), "x", job=job | {"max_retries": 0})
+    fleet = open_fleet(params)
+    try:
+        fleet_steps.write_functions(fleet)
+        fleet_steps.patch_endpoints(fleet)
+        fleet_steps.deploy(fleet, progress=False)
+        fleet_steps.schedule(fleet)
+        verdict = fleet_steps.verify(fleet, progress=False)
+        assert verdict.passed, verdict.checks.to_string()
+        row = status.status(fleet, since="1h").iloc[0]
+        execution = verdict.tasks  # one row per task of the execution verify judged
+        assert (row["state"], row["health"], row["drift"]) == ("enabled", "ok", "")
+        assert row["revision"].startswith(job["name"]) and len(execution) == 2
+        assert (row["run_status"], row["processed"], row["errors"]) == ("success", 0, 0)
+        assert row["last_run"] >= row["last_attempt"] - pd.Timedelta(seconds=5)
+
+        data = yaml.safe_load(params.read_text())
+        data["job"]["parallelism"] = 1
+        params.write_text(yaml.safe_dump(data, sort_keys=False))
+        drifted = status.status(open_fleet(params), since="1h").iloc[0]
+        assert (drifted["health"], drifted["drift"]) == ("drifted", "parallelism: 2 -> 1")
+
+        session = fleet.sessions[0]
+        module = module_path(session.spec, session.service_dir)
+        module.write_text(module.read_text().replace(
+            "    # Each task takes its share", "    raise RuntimeError('no archive')\n"
+            "    # Each task takes its share", 1))  # fmt: skip
+        broken = open_fleet(params)
+        fleet_steps.deploy(broken, progress=False)
+        assert not fleet_steps.verify(broken, progress=False).passed
+        failed = status.status(broken, since="1h").iloc[0]
+        assert (failed["health"], failed["run_status"]) == ("failed", "error")
+    finally:
+        clean_up_job(fleet)
 
 
-def test_a_cloud_run_job_row_reads_its_job_execution_and_tasks(tmp_path, monkeypatch):
-    """runtime: job (localcloud has no Cloud Run jobs yet): the live side made by hand."""
-    from google.cloud import run_v2, scheduler_v1
-
-    from opslib.steps.deploy.job import job_name
-
-    fleet = cloud_run_job_fleet(tmp_path)
-    spec = fleet.sessions[1].spec
-    lines = [  # newest first, as entries:list answers `timestamp desc`
-        task_line("2026-03-01T17:40:00.123456789Z", "backfill-x1", 1, status="success",
-                  processed=3, errors=0, duration_ms=5000),
-        task_line("2026-03-01T17:39:00Z", "backfill-x1", 0, status="success", processed=4,
-                  errors=0, duration_ms=2000),
-        task_line("2026-03-01T17:31:00Z", "backfill-x1", 0, status="error", errors=1,
-                  duration_ms=900),  # task 0's first attempt, retried
-        task_line("2026-02-28T17:31:00Z", "backfill-x0", 0, status="error", errors=1,
-                  duration_ms=100),  # the execution before
-    ]  # fmt: skip
-    asked = {}
-
-    def entries_list(method: str, path: str, data: dict) -> dict:
-        asked.update(data)
-        return {"entries": lines}
-
-    connection = type("Connection", (), {"api_request": staticmethod(entries_list)})
-    fake = type("Clients", (), {"logging": type("Logging", (), {"_connection": connection})})
-    runs = status.read_runs(fake, [spec], datetime(2026, 3, 1, tzinfo=UTC))
-    assert (
-        'resource.type="cloud_run_job" AND resource.labels.job_name=("backfill")'
-        in (asked["filter"])
-    )
-    assert [len(found) for found in runs.values()] == [3]
-
-    scheduler_job = scheduler_v1.Job(
-        name=step4.job_path(spec),
-        schedule="0 9 * * *",
-        time_zone="UTC",
-        state=scheduler_v1.Job.State.ENABLED,
-        http_target={"uri": step4.run_job_url(spec)},
-        attempt_deadline=timedelta(seconds=900),
-        last_attempt_time=datetime(2026, 3, 1, 9, tzinfo=UTC),
-        schedule_time=datetime(2026, 3, 2, 9, tzinfo=UTC),
-        status={"code": 0},
-    )
-    container = {"image": "i", "resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}
-    run_job = run_v2.Job(
-        name=job_name(spec),
-        template={
-            "task_count": 2,
-            "parallelism": 2,
-            "template": {
-                "max_retries": 1,
-                "timeout": {"seconds": 10800},
-                "containers": [container],
-            },
-        },
-        latest_created_execution={
-            "name": f"{job_name(spec)}/executions/backfill-x1",
-            "completion_status": run_v2.ExecutionReference.CompletionStatus.EXECUTION_FAILED,
-        },
-    )
-    live = status.Live(
-        jobs={scheduler_job.name: scheduler_v1.Job.pb(scheduler_job)},
-        run_jobs={run_job.name: run_v2.Job.pb(run_job)},
-        runs=runs,
-    )
-    monkeypatch.setattr(status, "read_live", lambda fleet, since: live)
-    rows = by_job(status.status(fleet), fleet)
-    row = rows["n"]
-    assert (row["state"], row["revision"], row["drift"]) == (
-        "enabled",
-        "backfill-x1",
-        "parallelism: 2 -> 1",
-    )
-    assert row["last_run"] == pd.Timestamp("2026-03-01 17:40:00", tz="Etc/UTC")
-    assert row["next_run"] == pd.Timestamp("2026-03-02 09:00:00", tz="Etc/UTC")
-    assert (row["run_status"], row["duration_s"], row["processed"], row["errors"]) == (
-        "success",
-        5.0,
-        7,
-        0,
-    )
-    assert (row["last_status"], row["health"]) == ("OK", "failed"), "the execution failed"
-    assert rows["a"]["health"] == "missing", "no Scheduler job, no service for the route job"
-
-    succeeded = run_v2.ExecutionReference.CompletionStatus.EXECUTION_SUCCEEDED
-    run_job.latest_created_execution.completion_status = succeeded
-    live.run_jobs[run_job.name] = run_v2.Job.pb(run_job)
-    assert by_job(status.status(fleet), fleet)["n"]["health"] == "drifted"
+def clean_up_job(fleet: Fleet) -> None:
+    for session in fleet.sessions:
+        step4.delete(session.spec, session.clients)
+        name = names.run_job(session.spec)
+        with contextlib.suppress(exceptions.NotFound):
+            session.clients.jobs.delete_job(name=name).result(timeout=60)
 
 
 def test_log_filter_of_route_jobs_and_cloud_run_jobs_together(tmp_path):

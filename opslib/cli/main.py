@@ -11,8 +11,8 @@ import pandas as pd
 
 # Step modules load in their commands: `opslib run` starts its kernel without waiting for libcst.
 from opslib.cli import steps as cli_steps
+from opslib.cli.context import add_context, open_from
 from opslib.core.errors import OpslibError
-from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
 from opslib.spec.summary import summarize
 
@@ -37,7 +37,7 @@ def _table(frame: pd.DataFrame) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from opslib.spec.loader import notes
 
-    spec = load_spec(args.params)
+    spec = open_from(args).spec
     print(f"{args.params}: valid\n{_table(summarize(spec))}")
     for note in notes(spec):
         print(f"note: {note}")
@@ -46,11 +46,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _folder(args: argparse.Namespace) -> tuple[Spec, Path]:
     """The spec and its service folder: --service-dir as typed, else the spec's service_dir."""
-    from opslib.cloud.session import open_session
     from opslib.steps.endpoint.folder import ensure_service_dir
 
-    folder = args.service_dir.resolve() if args.service_dir else None
-    session = open_session(args.params, service_dir=folder)
+    session = open_from(args)
     return session.spec, ensure_service_dir(session)
 
 
@@ -68,10 +66,10 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     from opslib.steps.endpoint import patch as endpoint
 
     if args.check:
-        findings = endpoint_lint.lint(Path(args.target))
+        findings = endpoint_lint.lint(Path(args.path))
         print(_table(findings) if len(findings) else "endpoint checklist: no findings")
         return 1 if len(findings) else 0
-    args.params = args.target
+    args.params = args.path
     spec, folder = _folder(args)
     plan = endpoint.patch_endpoint(spec, folder, dry_run=args.dry_run)
     print(_table(plan.to_frame()))
@@ -80,11 +78,9 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     from opslib.cli.steps import _plan_table
-    from opslib.cloud.session import open_session
     from opslib.fleet import destroy
 
-    folder = args.service_dir.resolve() if args.service_dir else None
-    session = open_session(args.params, service_dir=folder)
+    session = open_from(args)
     spec = session.spec
     plan = destroy.destroy(
         session, service=args.service, secrets=args.secrets, dry_run=args.dry_run
@@ -134,10 +130,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_localcloud(args: argparse.Namespace) -> int:
+    from opslib.cloud.session import state_dir
     from opslib.core.errors import BadInput
     from opslib.localcloud import control
+    from opslib.spec.project import project_root
 
-    state = Path(args.state)
+    state = args.state.resolve() if args.state else state_dir(project_root(Path.cwd()))
     if args.all and args.action != "stop":
         raise BadInput("localcloud", f"--all goes with stop, not {args.action}", "use stop --all")
     if args.action == "start":
@@ -176,7 +174,7 @@ def cmd_localcloud(args: argparse.Namespace) -> int:
 
 
 def _localcloud_parser(sub: argparse._SubParsersAction) -> None:
-    from opslib.localcloud.control import DEFAULT_PORT, DEFAULT_STATE
+    from opslib.localcloud.control import DEFAULT_PORT
 
     lc = sub.add_parser("localcloud", help="the local Google Cloud: start, stop, status, env")
     lc.add_argument("action", choices=["start", "stop", "status", "env"])
@@ -186,7 +184,12 @@ def _localcloud_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_PORT,
         help=f"default {DEFAULT_PORT}; 0 picks a free port (when another localcloud holds it)",
     )
-    lc.add_argument("--state", type=Path, default=DEFAULT_STATE, help="where its state lives")
+    lc.add_argument(
+        "--state",
+        type=Path,
+        help="where its state lives (default: .localcloud in the project root, or "
+        "$OPSLIB_LOCALCLOUD_STATE)",
+    )
     lc.add_argument("--detach", action="store_true", help="start in the background")
     lc.add_argument(
         "--all",
@@ -202,18 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a parameters file; print what it will do")
     check.add_argument("params", type=Path)
+    check.add_argument("--target", choices=["local", "gcp"], help="override the file's target")
     check.set_defaults(func=cmd_check)
 
     scaf = sub.add_parser("scaffold", help="step 1: write the job module and its test")
     scaf.add_argument("params", type=Path)
-    scaf.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
+    add_context(scaf, service_dir="default: the spec's service_dir")
     scaf.add_argument("--force", action="store_true", help="replace a job module that differs")
     scaf.add_argument("--dry-run", action="store_true", help="show the plan only")
     scaf.set_defaults(func=cmd_scaffold)
 
     endp = sub.add_parser("endpoint", help="step 2: add the route; --check lints every route")
-    endp.add_argument("target", help="PARAMS.yaml, or SERVICE_DIR with --check")
-    endp.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
+    endp.add_argument(
+        "path", metavar="PARAMS|SERVICE_DIR", help="PARAMS.yaml, or SERVICE_DIR with --check"
+    )
+    add_context(endp, service_dir="default: the spec's service_dir")
     endp.add_argument("--check", action="store_true", help="lint routes against the checklist")
     endp.add_argument("--dry-run", action="store_true", help="show the plan only")
     endp.set_defaults(func=cmd_endpoint)
@@ -233,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     des = sub.add_parser("destroy", help="remove one automation; the others on its service stay")
     des.add_argument("params", type=Path)
-    des.add_argument("--service-dir", type=Path, help="default: the spec's service_dir")
+    add_context(des, service_dir="default: the spec's service_dir")
     des.add_argument("--dry-run", action="store_true", help="show the plan only")
     des.add_argument(
         "--service", action="store_true", help="delete the service when no job remains on it"

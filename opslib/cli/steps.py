@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from opslib.spec.loader import load_spec
+from opslib.cli.context import add_context, fleet_from, open_from
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -25,13 +25,11 @@ def _plan_table(frame: pd.DataFrame) -> str:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Ships the spec's service folder with what every automation of that service needs."""
-    from opslib.cloud.session import open_session
     from opslib.core.errors import BadInput
     from opslib.fleet import load as fleet
     from opslib.fleet import steps as fleet_steps
 
-    folder = args.service_dir.resolve() if args.service_dir else None  # as typed: from the cwd
-    session = open_session(args.params, service_dir=folder)
+    session = open_from(args)
     if session.spec.job.effective_runtime == "job":  # its own Cloud Run job; the service stays
         group = [session]
     else:
@@ -58,15 +56,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from opslib.steps import schedule
 
-    spec = load_spec(args.params)
+    session = open_from(args)
+    spec, clients = session.spec, session.clients
     action = args.action or "apply"
     if action == "apply":
-        plan = schedule.schedule(spec, dry_run=args.dry_run)
+        plan = schedule.schedule(spec, clients, dry_run=args.dry_run)
     else:
-        plan = getattr(schedule, action)(spec)
+        plan = getattr(schedule, action)(spec, clients, dry_run=args.dry_run)
     print(_plan_table(plan.to_frame()))
     if action != "delete" and not args.dry_run:
-        print(f"\n{_table(schedule.job_frame(spec))}")
+        print(f"\n{_table(schedule.job_frame(spec, clients))}")
         print(f"\nnext runs:\n{_table(schedule.next_runs_frame(spec))}")
     return 0
 
@@ -76,8 +75,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from opslib.doctor import explain
     from opslib.steps.verify import service as verify
 
-    spec = load_spec(args.params)
-    verdict = explain.verify(spec, progress=not args.quiet)
+    session = open_from(args)
+    spec = session.spec
+    verdict = explain.verify(session, progress=not args.quiet)
     print(_table(verdict.checks))
     if len(verdict.tasks):
         print(f"\ntasks:\n{_table(verdict.tasks)}")
@@ -87,6 +87,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"verify {spec.job.name}",
         ", ".join(verdict.run_ids[:1]),
         detail="" if verdict.passed else f"attempt {verdict.attempt}",
+        time_zone=spec.schedule.time_zone,
     )
     if not verdict.passed:
         from opslib.doctor import diagnose as doctor
@@ -100,13 +101,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from opslib.cloud.clients import clients_for
     from opslib.steps import logs
 
-    spec = load_spec(args.params)
-    print(
-        _table(logs.recent(clients_for(spec), spec, freshness=args.since, errors_only=args.errors))
+    session = open_from(args)
+    frame = logs.recent(
+        session.clients, session.spec, freshness=args.since, errors_only=args.errors
     )
+    print(_table(frame))
     return 0
 
 
@@ -115,13 +116,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from opslib.doctor import diagnose as doctor
     from opslib.steps.logs import parse_freshness
 
-    spec = load_spec(args.params)
-    since = parse_freshness(args.since)
-    findings = doctor.diagnose(
-        spec, since=since, service_dir=args.service_dir, params=Path(args.params)
-    )
+    session = open_from(args)
+    spec = session.spec
+    findings = doctor.diagnose(session, since=parse_freshness(args.since))
     print(doctor.render(findings))
-    print(f"\n{doctor.verdict(findings, spec.job.name)!r}")
+    print(f"\n{doctor.verdict(findings, spec.job.name, spec.schedule.time_zone)!r}")
     if args.queries:
         print(f"\nlog queries:\n{_table(doctor.queries(spec, args.since)[['purpose', 'gcloud']])}")
     return 1 if doctor.has_errors(findings) else 0
@@ -130,12 +129,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_secrets(args: argparse.Namespace) -> int:
     import sys
 
-    from opslib.cloud.clients import clients_for
     from opslib.core.plan import Plan
     from opslib.steps import secrets
 
-    spec = load_spec(args.params)
-    clients = clients_for(spec)
+    session = open_from(args)
+    spec, clients = session.spec, session.clients
     if args.action == "check":
         frame = secrets.check_refs(clients, spec)
         print(_table(frame))
@@ -144,7 +142,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         print(
             _plan_table(
                 secrets.import_env(
-                    clients, spec.project, Path(args.env), dry_run=args.dry_run
+                    clients, spec.project, Path(args.env).resolve(), dry_run=args.dry_run
                 ).to_frame()
             )
         )
@@ -165,13 +163,23 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 when every automation is healthy (ok or paused), 1 otherwise, 2 for bad input."""
+    from opslib.fleet import status
+    from opslib.spec.project import default_params, project_root
+
+    params = list(args.params) or [default_params(project_root(Path.cwd()))]
+    frame = status.status(fleet_from(args, params), since=args.since)
+    print(status.to_text(frame))
+    print(f"\n{status.verdict(frame)!r}")
+    return 0 if status.healthy(frame) else 1
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the step 3-5 commands on the main parser."""
     dep = sub.add_parser("deploy", help="step 3: build with Cloud Build, deploy to Cloud Run")
     dep.add_argument("params", type=Path)
-    dep.add_argument(
-        "--service-dir", type=Path, help="the folder to ship (default: the spec's service_dir)"
-    )
+    add_context(dep, service_dir="the folder to ship (default: the spec's service_dir)")
     dep.add_argument("--dry-run", action="store_true", help="show the plan only")
     dep.add_argument(
         "--prune",
@@ -187,24 +195,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sch = sub.add_parser("schedule", help="step 4: create or update the Cloud Scheduler job")
     sch.add_argument("params", type=Path)
     sch.add_argument("action", nargs="?", choices=["apply", "pause", "resume", "delete"])
+    add_context(sch)
     sch.add_argument("--dry-run", action="store_true", help="show the plan only")
     sch.set_defaults(func=cmd_schedule)
 
     ver = sub.add_parser("verify", help="step 5: run the job now and judge it from its logs")
     ver.add_argument("params", type=Path)
     ver.add_argument("--quiet", action="store_true", help="no progress display")
+    add_context(ver, service_dir="the service folder (for the doctor's code checks)")
     ver.set_defaults(func=cmd_verify)
 
     lgs = sub.add_parser("logs", help="the service's recent logs as a table")
     lgs.add_argument("params", type=Path)
     lgs.add_argument("--errors", action="store_true", help="severity>=ERROR only")
     lgs.add_argument("--since", default="1h", help="how far back: 10m, 1h, 1d")
+    add_context(lgs)
     lgs.set_defaults(func=cmd_logs)
 
     doc = sub.add_parser("doctor", help="troubleshoot: what is wrong, the evidence, the fix")
     doc.add_argument("params", type=Path)
     doc.add_argument("--since", default="24h", help="how far back to read logs: 1h, 24h, 7d")
-    doc.add_argument("--service-dir", type=Path, help="also read the job's code (retry policy)")
+    add_context(doc, service_dir="the service folder whose job code it reads (retry policy)")
     doc.add_argument("--queries", action="store_true", help="print the gcloud log queries too")
     doc.set_defaults(func=cmd_doctor)
 
@@ -214,8 +225,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sec.add_argument("name", nargs="?", help="secret id (add reads the value from stdin)")
     sec.add_argument("--env", default=".env", help="the .env file for import")
     sec.add_argument("--dry-run", action="store_true", help="show the plan only")
+    add_context(sec)
     sec.set_defaults(func=cmd_secrets)
 
-    from opslib.fleet import status
-
-    status.add_parser(sub)
+    st = sub.add_parser("status", help="every automation: schedule, last run, drift, health")
+    st.add_argument(
+        "params",
+        type=Path,
+        nargs="*",
+        help="PARAMS.yaml files and/or folders (default: parameters/)",
+    )
+    st.add_argument("--since", default="24h", help="how far back to read runs: 1h, 24h, 7d")
+    add_context(st)
+    st.set_defaults(func=cmd_status)

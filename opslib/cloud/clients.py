@@ -3,34 +3,21 @@
 `gcp`: the official clients with Application Default Credentials and Google's endpoints.
 `local`: the same clients pointed at localcloud's one port with anonymous credentials.
 Every client speaks REST (the Logging client through its JSON API), so both targets take the
-same code path.
+same code path. A session (`opslib.cloud.session`) is the one way to get them: it finds the
+project, starts localcloud when needed and shares one `Clients` per target and project.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opslib.core.errors import OpslibError
-from opslib.spec.model import Spec
-
-
-def localcloud_url() -> str:
-    """The running localcloud's address ($OPSLIB_LOCALCLOUD_URL, else its state directory)."""
-    if os.environ.get("OPSLIB_LOCALCLOUD_URL"):
-        return os.environ["OPSLIB_LOCALCLOUD_URL"].rstrip("/")
-    from opslib.localcloud import control
-
-    running = control.read(control.DEFAULT_STATE)
-    if running is None:
-        raise OpslibError(
-            "target local",
-            f"no localcloud is running (state {control.DEFAULT_STATE})",
-            "start it with: opslib localcloud start --detach",
-        )
-    return running.url
+if TYPE_CHECKING:
+    from google.cloud import logging as cloud_logging
+    from google.cloud import run_v2, scheduler_v1, secretmanager_v1
+    from google.cloud import storage as gcs
+    from google.cloud.devtools import cloudbuild_v1
 
 
 @dataclass(frozen=True)
@@ -54,55 +41,55 @@ class Clients:
         }
 
     @cached_property
-    def run(self) -> Any:
+    def run(self) -> run_v2.ServicesClient:
         from google.cloud import run_v2
 
         return run_v2.ServicesClient(**self._kwargs())
 
     @cached_property
-    def revisions(self) -> Any:
+    def revisions(self) -> run_v2.RevisionsClient:
         from google.cloud import run_v2
 
         return run_v2.RevisionsClient(**self._kwargs())
 
     @cached_property
-    def jobs(self) -> Any:
+    def jobs(self) -> run_v2.JobsClient:
         from google.cloud import run_v2
 
         return run_v2.JobsClient(**self._kwargs())
 
     @cached_property
-    def executions(self) -> Any:
+    def executions(self) -> run_v2.ExecutionsClient:
         from google.cloud import run_v2
 
         return run_v2.ExecutionsClient(**self._kwargs())
 
     @cached_property
-    def tasks(self) -> Any:
+    def tasks(self) -> run_v2.TasksClient:
         from google.cloud import run_v2
 
         return run_v2.TasksClient(**self._kwargs())
 
     @cached_property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> scheduler_v1.CloudSchedulerClient:
         from google.cloud import scheduler_v1
 
         return scheduler_v1.CloudSchedulerClient(**self._kwargs())
 
     @cached_property
-    def secrets(self) -> Any:
+    def secrets(self) -> secretmanager_v1.SecretManagerServiceClient:
         from google.cloud import secretmanager_v1
 
         return secretmanager_v1.SecretManagerServiceClient(**self._kwargs())
 
     @cached_property
-    def build(self) -> Any:
+    def build(self) -> cloudbuild_v1.CloudBuildClient:
         from google.cloud.devtools import cloudbuild_v1
 
         return cloudbuild_v1.CloudBuildClient(**self._kwargs())
 
     @cached_property
-    def storage(self) -> Any:
+    def storage(self) -> gcs.Client:
         from google.cloud import storage
 
         if self.endpoint is None:
@@ -115,7 +102,7 @@ class Clients:
         )
 
     @cached_property
-    def logging(self) -> Any:
+    def logging(self) -> cloud_logging.Client:
         from google.cloud import logging as cloud_logging
 
         if self.endpoint is None:
@@ -127,9 +114,3 @@ class Clients:
             _use_grpc=False,
             client_options={"api_endpoint": self.endpoint},
         )
-
-
-def clients_for(spec: Spec) -> Clients:
-    """The clients for a spec's target and project."""
-    endpoint = localcloud_url() if spec.target == "local" else None
-    return Clients(spec.target, spec.project, endpoint)

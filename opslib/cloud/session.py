@@ -1,20 +1,23 @@
-"""What every step notebook opens first: the spec, its target's clients and the service folder.
+"""The one way in: an automation's spec, its project, its service folder and its target's clients.
+
+Every command, notebook and page opens an automation here (`open_session`; a fleet of them
+through `opslib.fleet.load.open_fleet`), so they all find the same things from any working
+directory: the project root is the folder holding `service/batch_endpoint.py` above the
+parameters file (else above the working directory); relative paths are tried as given, then
+from that root; localcloud's state is `<root>/.localcloud` (or $OPSLIB_LOCALCLOUD_STATE) and
+it is started on demand for `target: local`. There is no second path to the clients.
 
 The service folder is the spec's `service_dir` in the project (default `service/`, the folder
 the user commits), shared by every automation naming that service; with a workspace it is the
 same path under the workspace (what `make demo` uses, so the repository stays clean), which
 `opslib.steps.endpoint.folder.ensure_service_dir` copies from the project once.
-
-A notebook runs with its own directory as the working directory (JupyterLab) or the project
-root (the runner), so every path here is resolved against the project root, found from the
-parameters file, never against the working directory.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache
 from pathlib import Path
 
 from opslib.cloud.clients import Clients
@@ -26,11 +29,13 @@ from opslib.spec.project import locate, project_root
 TARGETS = ("local", "gcp")
 # A spec's top-level keys besides `target`: every step notebook declares them as parameters.
 SPEC_KEYS = ("project", "region", "service", "job", "schedule", "deploy", "secrets")
+STATE_ENV = "OPSLIB_LOCALCLOUD_STATE"
+URL_ENV = "OPSLIB_LOCALCLOUD_URL"
 
 
 @dataclass
 class Session:
-    """One automation on one target, as the step notebooks and the runner use it."""
+    """One automation on one target, as every command, notebook and page opens it."""
 
     spec: Spec
     params: Path
@@ -38,26 +43,41 @@ class Session:
     service_dir: Path
     localcloud_state: Path = field(repr=False)
     workspace: Path | None = None
+    _clients: Clients | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def project_service_dir(self) -> Path:
         """The service's folder in the user's project (what they commit)."""
         return (self.root / self.spec.service_dir).resolve()
 
-    @cached_property
+    @property
     def clients(self) -> Clients:
-        """Clients for the target; on `local`, localcloud is started first if none is running."""
-        if self.spec.target == "gcp":
-            return Clients("gcp", self.spec.project)
-        return Clients("local", self.spec.project, ensure_localcloud(self.localcloud_state))
+        """Clients for the target, shared by every session on it; localcloud starts if needed."""
+        if self._clients is None:
+            url = None if self.spec.target == "gcp" else ensure_localcloud(self.localcloud_state)
+            self._clients = shared_clients(self.spec.target, self.spec.project, url)
+        return self._clients
+
+
+@cache
+def shared_clients(target: str, project: str, endpoint: str | None) -> Clients:
+    """One `Clients` per target, project and endpoint for the process: each API client is
+    built once, however many automations and steps use it."""
+    return Clients(target, project, endpoint)
+
+
+def state_dir(root: Path) -> Path:
+    """Where the project's localcloud keeps its state: $OPSLIB_LOCALCLOUD_STATE or .localcloud
+    in the project root, whatever the working directory."""
+    return Path(os.environ.get(STATE_ENV) or root / ".localcloud").resolve()
 
 
 def ensure_localcloud(state: Path) -> str:
     """The URL of the localcloud for `state`, started detached when none answers."""
     from opslib.localcloud import control
 
-    if os.environ.get("OPSLIB_LOCALCLOUD_URL"):
-        return os.environ["OPSLIB_LOCALCLOUD_URL"].rstrip("/")
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV].rstrip("/")
     running = control.read(state)
     if running is None:
         # The usual port, unless another state directory's localcloud already holds it.
@@ -78,17 +98,14 @@ def open_session(
     """The spec from `params`, or from its keys given one by one; `target` overrides its own.
 
     `opslib run` passes `params`; `papermill NB OUT -f parameters/NAME.yaml` passes the file's
-    keys (project, job, schedule, ...), which then win over `params`.
+    keys (project, job, schedule, ...), which then win over `params`. A relative
+    `service_dir` or `workspace` is taken from the project root, never from the working
+    directory.
     """
     unknown = sorted(set(spec_keys) - set(SPEC_KEYS))
     if unknown:
         raise BadInput("notebook parameters", f"unknown key(s) {unknown}", f"use {SPEC_KEYS}")
-    if target not in (None, "", *TARGETS):
-        raise BadInput(
-            "target",
-            f"target {target!r} is not one of {', '.join(TARGETS)}",
-            "pass --target local (localcloud, the default) or --target gcp",
-        )
+    check_target(target)
     given = {k: v for k, v in spec_keys.items() if v is not None}
     if given:
         if service_dir and not Path(service_dir).is_absolute():  # `-f` passes the spec's own
@@ -113,6 +130,16 @@ def open_session(
     return _session(spec, path, root, service_dir, workspace)
 
 
+def check_target(target: str | None) -> None:
+    """`target` is unset, or one of TARGETS."""
+    if target not in (None, "", *TARGETS):
+        raise BadInput(
+            "target",
+            f"target {target!r} is not one of {', '.join(TARGETS)}",
+            "pass --target local (localcloud, the default) or --target gcp",
+        )
+
+
 def _session(
     spec: Spec,
     path: Path,
@@ -121,13 +148,12 @@ def _session(
     workspace: str | os.PathLike[str] | None,
 ) -> Session:
     """Where this automation's service folder is: given, in the workspace, or in the project."""
-    space = _under(root, workspace) if workspace else None
-    folder = _under(root, service_dir) if service_dir else (space or root) / spec.service_dir
-    state = Path(os.environ.get("OPSLIB_LOCALCLOUD_STATE", root / ".localcloud"))
-    return Session(spec, path.resolve(), root, folder.resolve(), state.resolve(), space)
+    space = under(root, workspace) if workspace else None
+    folder = under(root, service_dir) if service_dir else (space or root) / spec.service_dir
+    return Session(spec, path.resolve(), root, folder.resolve(), state_dir(root), space)
 
 
-def _under(root: Path, path: str | os.PathLike[str]) -> Path:
+def under(root: Path, path: str | os.PathLike[str]) -> Path:
     """A path as given when absolute, else relative to the project root (not the cwd)."""
     path = Path(path).expanduser()
     return path.resolve() if path.is_absolute() else (root / path).resolve()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -166,10 +167,13 @@ def banner(
     when: datetime | None = None,
     word: str | None = None,
     detail: str = "",
+    time_zone: str | None = None,
 ) -> Banner:
-    """`PASSED  verify fx-rates  run 1a2b  2026-12-04 09:00:01 UTC`."""
+    """`PASSED  verify fx-rates  run 1a2b  2026-12-04 09:00:01 KST`: the time on the job's
+    clock (`time_zone`, the job's zone; UTC only where there is no job to take it from)."""
     word = word or {"passed": "PASSED", "failed": "FAILED"}.get(status, status.upper())
-    stamp = (when or datetime.now().astimezone()).strftime(TIME_FORMAT).strip()
+    zone = ZoneInfo(time_zone or "UTC")
+    stamp = (when or datetime.now(UTC)).astimezone(zone).strftime(TIME_FORMAT).strip()
     parts = [word, what] + ([f"run {run_id}"] if run_id else []) + [stamp]
     return Banner(status, "  ".join(parts), detail)
 

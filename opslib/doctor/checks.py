@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import pandas as pd
-from google.rpc import code_pb2
 
+from opslib.cloud import codes
 from opslib.doctor.facts import Facts
 from opslib.spec import rules as g
 
@@ -340,10 +340,7 @@ def _failing(facts: Facts) -> list[Finding]:
 
 def _rpc_name(code: int) -> str:
     """NOT_FOUND for 5: the job's status holds the number, the checks speak names."""
-    try:
-        return code_pb2.Code.Name(code)
-    except ValueError:
-        return str(code)
+    return codes.name(code)
 
 
 def check_auth(facts: Facts) -> list[Finding]:

@@ -17,7 +17,6 @@ import shlex
 import textwrap
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -25,7 +24,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from opslib.core.display import Banner
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.session import Session
 from opslib.doctor.calls import check_job_errors, check_rate_limits
 from opslib.doctor.checks import (
     SEVERITIES,
@@ -93,21 +92,11 @@ def _named(rows: list[Finding]) -> list[Finding]:
     return named
 
 
-def diagnose(
-    spec: Spec,
-    clients: Clients | None = None,
-    since: timedelta = timedelta(hours=24),
-    service_dir: str | Path | None = None,
-    params: str | Path | None = None,
-) -> pd.DataFrame:
-    """Every check's findings for the spec's automation, errors first; `ok` rows for the rest.
-
-    `params` (the spec's file) lets a fix name the files of every job on the service; without
-    it the doctor looks for the spec's job in the project's parameters/ folder.
-    """
-    clients = clients or clients_for(spec)
-    folder = Path(service_dir) if service_dir else None
-    facts = gather(spec, clients, since, folder, Path(params) if params else None)
+def diagnose(session: Session, since: timedelta = timedelta(hours=24)) -> pd.DataFrame:
+    """Every check's findings for the session's automation, errors first; `ok` rows for the
+    rest. The session says where its parameters file and service folder are, so a fix names
+    the files of every job on the service and the code check reads the job's module."""
+    facts = gather(session, since)
     rows = [finding for check in CHECKS for finding in check(facts)]
     rows += [
         Finding(what, "warning", f"could not read the {what}", text, "check your access to it")
@@ -130,17 +119,19 @@ def has_errors(findings: pd.DataFrame) -> bool:
     return bool((findings["severity"] == "error").any())
 
 
-def verdict(findings: pd.DataFrame, job: str) -> Banner:
-    """The doctor's one-line result: nothing wrong, or how many findings of which severity."""
+def verdict(findings: pd.DataFrame, job: str, time_zone: str | None = None) -> Banner:
+    """The doctor's one-line result: nothing wrong, or how many findings of which severity,
+    timed on the job's clock (`time_zone`, its schedule.time_zone)."""
     from opslib.core.display import banner
 
     counts = problems(findings)["severity"].astype(str).value_counts()
     counts = counts[counts > 0]
     if counts.empty:
-        return banner("passed", f"doctor {job}: nothing is wrong", word="OK")
+        return banner("passed", f"doctor {job}: nothing is wrong", word="OK", time_zone=time_zone)
     summary = ", ".join(f"{n} {severity}" for severity, n in counts.items())
     status = "failed" if "error" in counts else "warning"
-    return banner(status, f"doctor {job}: {summary}", word=f"{int(counts.sum())} FINDINGS")
+    word = f"{int(counts.sum())} FINDINGS"
+    return banner(status, f"doctor {job}: {summary}", word=word, time_zone=time_zone)
 
 
 def render(findings: pd.DataFrame, width: int = 100) -> str:

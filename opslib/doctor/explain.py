@@ -11,28 +11,27 @@ from datetime import timedelta
 
 import pandas as pd
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.session import Session
 from opslib.core.errors import OpslibError
 from opslib.doctor import diagnose as doctor
-from opslib.spec.model import Spec
 from opslib.steps.verify import service as verify_step
 from opslib.steps.verify.service import Verdict
 
 
-def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) -> Verdict:
+def verify(session: Session, progress: bool = True) -> Verdict:
     """Step 5, and on failure the doctor's findings (the doctor reads more than verify needs)."""
-    clients = clients or clients_for(spec)
-    verdict = verify_step.verify(spec, clients, progress)
+    spec = session.spec
+    verdict = verify_step.verify(spec, session.clients, progress)
     if not verdict.passed:
-        verdict.findings = diagnose_failure(spec, clients)
+        verdict.findings = diagnose_failure(session)
         if spec.job.effective_runtime != "job":
             name_cause(verdict)
     return verdict
 
 
-def diagnose_failure(spec: Spec, clients: Clients) -> pd.DataFrame:
+def diagnose_failure(session: Session) -> pd.DataFrame:
     """The doctor's findings for a failed run (the last day of logs, this run included)."""
-    return doctor.diagnose(spec, clients, since=timedelta(hours=24))
+    return doctor.diagnose(session, since=timedelta(hours=24))
 
 
 def name_cause(verdict: Verdict) -> None:

@@ -9,7 +9,6 @@ so one unreadable resource does not hide the other checks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,10 +23,12 @@ import pandas as pd
 from google.api_core import exceptions
 
 from opslib.cloud.clients import Clients
+from opslib.cloud.errors import translate
+from opslib.cloud.session import Session
+from opslib.spec import defaults, names
 from opslib.spec import rules as g
 from opslib.spec.model import Spec
 from opslib.steps import logs
-from opslib.steps.schedule import DEADLINE_DEFAULT, RUN_TIMEOUT_DEFAULT
 
 LOG_LIMIT = 3000  # three entries:list calls at most (1,000 a page; ~60 calls a minute allowed)
 RUN_LOGS = ("run.googleapis.com/stdout", "run.googleapis.com/stderr")
@@ -59,14 +60,14 @@ class Facts:
         """Scheduler's attempt deadline as live (the spec's when there is no job)."""
         if self.job is None:
             return self.spec.schedule.attempt_deadline
-        return self.job.attempt_deadline.total_seconds() or DEADLINE_DEFAULT
+        return self.job.attempt_deadline.total_seconds() or defaults.ATTEMPT_DEADLINE
 
     @property
     def run_timeout(self) -> float:
         """Cloud Run's request timeout as live (the spec's when there is no service)."""
         if self.service is None:
             return self.spec.deploy.timeout
-        return self.service.template.timeout.total_seconds() or RUN_TIMEOUT_DEFAULT
+        return self.service.template.timeout.total_seconds() or defaults.REQUEST_TIMEOUT
 
     @property
     def min_instances(self) -> int:
@@ -81,7 +82,8 @@ class Facts:
         if self.service is None or not self.service.template.containers:
             return self.spec.deploy.cpu, self.spec.deploy.memory
         limits = self.service.template.containers[0].resources.limits
-        return g.parse_cpu(limits.get("cpu", "1")), g.parse_memory(limits.get("memory", "512Mi"))
+        cpu, memory = limits.get("cpu", defaults.CPU), limits.get("memory", defaults.MEMORY)
+        return g.parse_cpu(cpu), g.parse_memory(memory)
 
     @property
     def route(self) -> str:
@@ -190,18 +192,12 @@ class Facts:
         return float(np.percentile(values, 95)) if len(values) else None
 
 
-def gather(
-    spec: Spec,
-    clients: Clients,
-    since: timedelta,
-    service_dir: Path | None = None,
-    params: Path | None = None,
-) -> Facts:
+def gather(session: Session, since: timedelta) -> Facts:
     """Read everything the checks need; failures to read are kept in `errors`."""
+    spec, clients = session.spec, session.clients
     now = datetime.now(UTC)
-    facts = Facts(spec, now - since, now, params=params)
-    base = f"projects/{spec.project}/locations/{spec.region}"
-    name = f"{base}/services/{spec.service}"
+    facts = Facts(spec, now - since, now, params=session.params, service_dir=session.service_dir)
+    name = names.service(spec)
     facts.service = _get(facts, "service", lambda: clients.run.get_service(name=name))
     if facts.service is not None:
         facts.failed_revision = _failed_revision(facts, clients)
@@ -211,17 +207,15 @@ def gather(
             facts.invokers = {
                 m for b in policy.bindings if b.role in INVOKER_ROLES for m in b.members
             }
-    job = f"{base}/jobs/{spec.job.name}"
+    job = names.scheduler_job(spec)
     facts.job = _get(facts, "job", lambda: clients.scheduler.get_job(name=job))
     try:
         facts.entries = read_entries(clients, spec, facts.since)
     except exceptions.GoogleAPICallError as exc:
         facts.errors["logs"] = _text(exc)
         facts.entries = entries_table([])
-    if service_dir is not None:
-        facts.service_dir = Path(service_dir)
-        module = facts.service_dir / "scripts" / "batch" / f"{spec.job.module}.py"
-        facts.job_source = module.read_text() if module.is_file() else None
+    module = session.service_dir / "scripts" / "batch" / f"{spec.job.module}.py"
+    facts.job_source = module.read_text() if module.is_file() else None
     return facts
 
 
@@ -276,7 +270,7 @@ def log_filter(spec: Spec, since: datetime) -> str:
 def read_entries(clients: Clients, spec: Spec, since: datetime) -> pd.DataFrame:
     """The newest LOG_LIMIT entries of the window, oldest first, as the doctor's table."""
     body = {
-        "resourceNames": [f"projects/{spec.project}"],
+        "resourceNames": [names.project(spec)],
         "filter": log_filter(spec, since),
         "orderBy": "timestamp desc",
         "pageSize": logs.PAGE_SIZE,
@@ -323,4 +317,4 @@ def _seconds(delta: Any) -> float:
 
 
 def _text(exc: exceptions.GoogleAPICallError) -> str:
-    return re.sub(r"\s+", " ", f"{type(exc).__name__} ({exc.code}): {exc.message}")[:300]
+    return translate(exc, "", "run").what

@@ -25,8 +25,8 @@ from opslib.doctor.checks import STEP_SCHEDULE, Finding, ok, recency, seen_codes
 from opslib.doctor.facts import Facts
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
-from opslib.spec.project import params_files, project_root
-from opslib.steps.deploy.preflight import ROUTES_ANNOTATION
+from opslib.spec.project import params_files
+from opslib.steps.deploy.desired import ROUTES_ANNOTATION
 
 CHECK = "route"
 NOT_FOUND = ("NOT_FOUND",)
@@ -214,8 +214,8 @@ def redeploy_command(facts: Facts) -> tuple[str, str]:
 def _service_files(facts: Facts) -> tuple[list[str], str] | None:
     """The parameters files naming this service (this job's first) and its folder, relative to
     the project root; None when this job's file cannot be found."""
-    params = facts.params or _find_params(facts)
-    if params is None:
+    params = facts.params
+    if params is None or not params.is_file():  # papermill -f: the keys, not a file
         return None
     try:
         session = open_session(params, facts.spec.target)
@@ -226,20 +226,6 @@ def _service_files(facts: Facts) -> tuple[list[str], str] | None:
     root = session.root
     folder = _shown(session.service_dir, root) + "/"
     return [_shown(p, root) for p in files], folder
-
-
-def _find_params(facts: Facts) -> Path | None:
-    """This job's file among the project's parameters/ (the caller passed only the spec)."""
-    spec = facts.spec
-    folder = project_root(Path.cwd()) / "parameters"
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        other = _load(path)
-        if other is not None and (other.service_key, other.job.name) == (
-            spec.service_key,
-            spec.job.name,
-        ):
-            return path
-    return None
 
 
 def _same_service(path: Path, spec: Spec) -> bool:

@@ -12,9 +12,9 @@ import math
 
 import pandas as pd
 
-from opslib.doctor import pricing
 from opslib.doctor.checks import Finding, change, ok, recency, secs, see, when
 from opslib.doctor.facts import SYSTEM_LOG, Facts
+from opslib.spec import pricing
 from opslib.spec import rules as g
 
 HEADROOM = 1.5  # a deadline this many times the longest run absorbs normal variance

@@ -13,18 +13,18 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from google.api_core import exceptions
-
+from opslib.cloud.errors import call, google_errors
 from opslib.cloud.session import Session
 from opslib.core.plan import Change, Plan
 from opslib.fleet import load as fleet
 from opslib.fleet.load import invokers, service_spec
+from opslib.spec import names
+from opslib.spec.model import Spec
 from opslib.steps import schedule as scheduler
-from opslib.steps.deploy import preflight
 from opslib.steps.deploy import service as cloud_run
+from opslib.steps.deploy.desired import live_routes
 from opslib.steps.endpoint import remove as endpoint_remove
 from opslib.steps.endpoint.folder import job_routes
-from opslib.steps.secrets import secret_name
 
 STEP = "destroy"
 
@@ -62,10 +62,13 @@ def plan(session: Session, *, service: bool = False, secrets: bool = False) -> T
 
 
 def _live(session: Session) -> object | None:
-    try:
-        return session.clients.run.get_service(name=cloud_run.service_name(session.spec))
-    except exceptions.NotFound:
-        return None
+    spec = session.spec
+    get = session.clients.run.get_service
+    return call(get, _where(spec), "run", missing_ok=True, name=names.service(spec))
+
+
+def _where(spec: Spec) -> str:
+    return f"destroy {spec.job.name}"
 
 
 def _service_change(
@@ -77,7 +80,7 @@ def _service_change(
         return Change(STEP, resource, "no change", detail="absent")
     if remaining:
         route = spec.job.route
-        routes = preflight.live_routes(live)
+        routes = live_routes(live)  # type: ignore[arg-type]
         action = "update" if routes is None or route in routes else "no change"
         detail = f"redeployed without {route}; {len(remaining)} job(s) remain: " + ", ".join(
             remaining
@@ -95,9 +98,9 @@ def _secret_change(session: Session, secret: str, kept: set[str]) -> Change:
     resource = f"secret {secret}"
     if secret in kept:
         return Change(STEP, resource, "no change", detail="another automation mounts it")
-    try:
-        session.clients.secrets.get_secret(name=secret_name(session.spec.project, secret))
-    except exceptions.NotFound:
+    spec, get = session.spec, session.clients.secrets.get_secret
+    name = names.secret(spec.project, secret)
+    if call(get, _where(spec), "secretmanager", missing_ok=True, name=name) is None:
         return Change(STEP, resource, "no change", detail="absent")
     command = shlex.join(["gcloud", "secrets", "delete", secret, "--quiet"])
     return Change(STEP, resource, "delete", gcloud=command)
@@ -129,10 +132,10 @@ def destroy(
             invokers=invokers(specs),
         )
     elif change.action == "delete":
-        operation = clients.run.delete_service(name=cloud_run.service_name(spec))
-        operation.result()
+        with google_errors(_where(spec), "run"):
+            clients.run.delete_service(name=names.service(spec)).result()
     for c in teardown.plan.changes:
         if c.resource.startswith("secret ") and c.action == "delete":
-            secret = c.resource.split(" ", 1)[1]
-            clients.secrets.delete_secret(name=secret_name(spec.project, secret))
+            name = names.secret(spec.project, c.resource.split(" ", 1)[1])
+            call(clients.secrets.delete_secret, _where(spec), "secretmanager", name=name)
     return teardown.plan

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +19,7 @@ import pandas as pd
 from opslib.cloud.clients import Clients
 from opslib.cloud.session import Session, open_session
 from opslib.core.errors import BadInput
+from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.spec.project import locate, params_files
 from opslib.spec.rules import format_duration
@@ -34,21 +35,13 @@ class Fleet:
     """The automations of one run, each with its session, grouped by service."""
 
     sessions: list[Session]
-    _clients: dict[tuple[str, str], Clients] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         check(self.sessions)
-        for session in self.sessions:  # one set of clients per target and project
-            key = (session.spec.target, session.spec.project)
-            if key in self._clients:
-                session.__dict__["clients"] = self._clients[key]
 
     def clients(self, session: Session) -> Clients:
-        key = (session.spec.target, session.spec.project)
-        if key not in self._clients:
-            self._clients[key] = session.clients
-        session.__dict__["clients"] = self._clients[key]
-        return self._clients[key]
+        """The session's clients (one set per target and project, shared by the fleet)."""
+        return session.clients
 
     @property
     def services(self) -> dict[ServiceKey, list[Session]]:
@@ -226,17 +219,12 @@ def service_spec(specs: Sequence[Spec]) -> Spec:
         )
     first = specs[0]
     if any(s.job.overlap != "allow" for s in specs):  # the routes' lease guard needs its bucket
-        env[LEASE_ENV] = lease_bucket(first)
+        env[LEASE_ENV] = names.lease_bucket(first.project)
     deploy = first.deploy.model_copy(update={"env": env})
     return first.model_copy(update={"deploy": deploy, "secrets": secrets})
 
 
 LEASE_ENV = "OPSLIB_LEASE_BUCKET"
-
-
-def lease_bucket(spec: Spec) -> str:
-    """The bucket holding the overlap leases (one object per job) of a project."""
-    return f"{spec.project}-opslib-leases"
 
 
 def job_spec(spec: Spec) -> Spec:

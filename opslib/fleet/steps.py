@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -22,10 +20,12 @@ from opslib.cloud.session import Session
 from opslib.core.errors import OpslibError
 from opslib.doctor import explain
 from opslib.fleet.load import Fleet, invokers, job_spec, service_spec
+from opslib.spec import cron
 from opslib.spec.model import Spec
 from opslib.steps import scaffold
 from opslib.steps import schedule as scheduler
 from opslib.steps.deploy import job as deploy_job
+from opslib.steps.deploy import live as deploy_live
 from opslib.steps.deploy import service as cloud_run
 from opslib.steps.deploy.preflight import Prune
 from opslib.steps.endpoint import check as local_checks
@@ -150,7 +150,7 @@ class _Group:
 
 def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bool) -> _Group:
     first = sessions[0]
-    clients = fleet.clients(first)
+    clients = first.clients
     routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
     jobs = [s.spec for s in sessions if s.spec.job.effective_runtime == "job"]
     source = cloud_run.pack(first.service_dir)
@@ -175,7 +175,7 @@ def _service_first(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def revisions(fleet: Fleet, limit: int = 3) -> pd.DataFrame:
     """The newest revisions of each service, with their share of traffic."""
     frames = [
-        cloud_run.revisions_frame(ss[0].spec, fleet.clients(ss[0]), limit).assign(
+        deploy_live.revisions_frame(ss[0].spec, ss[0].clients, limit).assign(
             service=ss[0].spec.service
         )
         for ss in fleet.services.values()
@@ -186,14 +186,14 @@ def revisions(fleet: Fleet, limit: int = 3) -> pd.DataFrame:
 
 def schedule(fleet: Fleet) -> pd.DataFrame:
     """Step 4 for each job."""
-    return _per_job(fleet, lambda s: scheduler.schedule(s.spec, fleet.clients(s)).to_frame())
+    return _per_job(fleet, lambda s: scheduler.schedule(s.spec, s.clients).to_frame())
 
 
 def scheduler_jobs(fleet: Fleet) -> pd.DataFrame:
-    return _per_job(fleet, lambda s: scheduler.job_frame(s.spec, fleet.clients(s)))
+    return _per_job(fleet, lambda s: scheduler.job_frame(s.spec, s.clients))
 
 
-def next_runs(fleet: Fleet, count: int = 3) -> pd.DataFrame:
+def next_runs(fleet: Fleet, count: int = cron.NEXT_RUNS) -> pd.DataFrame:
     return _per_job(fleet, lambda s: scheduler.next_runs_frame(s.spec, count))
 
 
@@ -241,10 +241,7 @@ def _frames(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def verify(fleet: Fleet, progress: bool = True) -> FleetVerdict:
     """Step 5: run each job now and judge its run (every job, even after one fails)."""
     return FleetVerdict(
-        {
-            s.spec.job.name: explain.verify(s.spec, fleet.clients(s), progress=progress)
-            for s in fleet.sessions
-        },
+        {s.spec.job.name: explain.verify(s, progress=progress) for s in fleet.sessions},
         fleet.time_zone,
     )
 
@@ -277,8 +274,7 @@ def verdict(result: FleetVerdict) -> Any:
     failed = [f"{j} ({v.attempt})" for j, v in result.verdicts.items() if not v.passed]
     detail = f"failed: {', '.join(failed)}" if failed else ""
     status = "failed" if failed else "passed"
-    when = datetime.now(ZoneInfo(result.time_zone))
-    return banner(status, f"verify {jobs}", run_ids, when, detail=detail)
+    return banner(status, f"verify {jobs}", run_ids, detail=detail, time_zone=result.time_zone)
 
 
 def require_passed(result: FleetVerdict) -> None:

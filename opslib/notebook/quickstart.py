@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from opslib.core.errors import BadInput
 from opslib.core.fsutil import atomic_write
 from opslib.core.plan import Change, Plan
-from opslib.spec import cron, params_file
+from opslib.spec import cron, params_file, rules
 from opslib.spec.loader import load_spec
+from opslib.spec.pricing import min_instance_cost
 from opslib.spec.rules import RuleBroken
 from opslib.spec.summary import summarize
 from opslib.steps.secrets import parse_env, secret_id_for
@@ -111,10 +113,13 @@ def render(answers: Answers) -> str:
     doc["job"] = job
     doc["schedule"] = _schedule(a)
     deploy = CommentedMap()
-    _put(deploy, "memory", "2Gi")
-    _put(deploy, "cpu", 2)
+    memory, cpu, count = "2Gi", 2, 1
+    _put(deploy, "memory", memory)
+    _put(deploy, "cpu", cpu)
     _put(deploy, "timeout", "900s")
-    _put(deploy, "min_instances", 1, "no cold-start timeout (about $15/month at 2 vCPU, 2Gi)")
+    cost = min_instance_cost(Decimal(cpu), rules.parse_memory(memory), str(a.region), count)
+    warm = f"no cold-start timeout (about ${cost.monthly:,.2f}/month idle at {cpu} vCPU, {memory})"
+    _put(deploy, "min_instances", count, warm)
     doc["deploy"] = deploy
     if a.api_keys:
         doc["secrets"] = CommentedMap((key, f"{secret_id_for(key)}:latest") for key in a.api_keys)

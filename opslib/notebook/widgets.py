@@ -24,8 +24,8 @@ import ipywidgets as w
 
 from opslib.core.errors import OpslibError
 from opslib.core.plan import Change
+from opslib.spec import cron, params_file
 from opslib.spec import cron_report as cron_view
-from opslib.spec import params_file
 from opslib.spec.cron_report import CronReport
 
 CUSTOM = ""  # the preset Dropdown's value when the expression is not one of the seed's
@@ -34,7 +34,7 @@ _WIDE = {"description_width": "initial"}
 
 
 def cron_picker(
-    params_path: str | Path, *, count: int = 5, start: datetime | None = None
+    params_path: str | Path, *, count: int = cron.NEXT_RUNS, start: datetime | None = None
 ) -> CronPicker:
     """The picker for the schedule in `params_path` (`start` fixes "now", for tests)."""
     return CronPicker(Path(params_path), count=count, start=start)
@@ -43,7 +43,9 @@ def cron_picker(
 class CronPicker(w.VBox):
     """Preset, custom expression and time zone in; description, runs, warnings, change out."""
 
-    def __init__(self, path: Path, *, count: int = 5, start: datetime | None = None) -> None:
+    def __init__(
+        self, path: Path, *, count: int = cron.NEXT_RUNS, start: datetime | None = None
+    ) -> None:
         self.path, self.count, self.start = path, count, start
         expr, zone = params_file.current_schedule(path)
         options = [(CUSTOM_LABEL, CUSTOM), *((p.label, p.cron) for p in cron_view.PRESETS)]

@@ -18,6 +18,8 @@ from cronsim import CronSim, CronSimError
 
 from opslib.spec.rules import RuleBroken, suggest
 
+# How many next run times every page shows (check, step 4, the picker, status): one setting.
+NEXT_RUNS = 5
 FIELDS = (
     ("minute", "0-59"),
     ("hour", "0-23"),
@@ -80,8 +82,9 @@ def zone_info(time_zone: str) -> ZoneInfo:
     return ZoneInfo("UTC" if time_zone == "utc" else time_zone)
 
 
-def next_runs(expr: str, time_zone: str, count: int = 5, start: datetime | None = None):
-    """The next `count` run times, aware, in the job's zone."""
+def next_runs(expr: str, time_zone: str, count: int | None = None, start: datetime | None = None):
+    """The next `count` run times (NEXT_RUNS by default), aware, in the job's zone."""
+    count = NEXT_RUNS if count is None else count
     return list(islice(iter_runs(expr, time_zone, start), count))
 
 

@@ -105,7 +105,7 @@ def report(
     time_zone: str,
     current: tuple[str, str] | None = None,
     *,
-    count: int = 5,
+    count: int = cron.NEXT_RUNS,
     start: datetime | None = None,
 ) -> CronReport:
     """The report for `expr` in `time_zone`, compared with `current` (cron, zone) if given."""

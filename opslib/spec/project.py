@@ -47,3 +47,15 @@ def params_files(params: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             found.append(path)
     unique: dict[Path, None] = {p.resolve(): None for p in found}
     return list(unique)
+
+
+def default_params(root: Path) -> Path:
+    """The project's parameters/ folder: what a command given no files works on."""
+    folder = root / "parameters"
+    if not folder.is_dir():
+        raise BadInput(
+            "parameters",
+            f"no parameters/ folder in {root}",
+            "run it in an opslib project, or pass PARAMS.yaml files or folders",
+        )
+    return folder

@@ -9,7 +9,7 @@ from opslib.spec.model import Spec
 from opslib.spec.rules import format_duration
 
 
-def summarize(spec: Spec, runs: int = 3) -> pd.DataFrame:
+def summarize(spec: Spec, runs: int = cron.NEXT_RUNS) -> pd.DataFrame:
     """One row per setting that matters, with the next run times in the job's zone."""
     s, d, job = spec.schedule, spec.deploy, spec.job
     next_runs = ", ".join(

@@ -1,4 +1,7 @@
-"""A Cloud Run service's logs as a pandas DataFrame, read in as few `entries:list` calls as can be.
+"""An automation's logs as a pandas DataFrame, read in as few `entries:list` calls as can be.
+
+Its lines are its Cloud Run service's (a route job) or its Cloud Run job's (`runtime: job`):
+`resource_clause` says which, for every page that reads them.
 
 The filter is the seed's (`resource.type=cloud_run_revision AND resource.labels.service_name=S`,
 optionally `severity>=ERROR`) plus an explicit time window, so Google scans only the minutes asked
@@ -29,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from opslib.cloud.clients import Clients
+from opslib.cloud.errors import google_errors
 from opslib.core.errors import BadInput
+from opslib.spec import names
 from opslib.spec.model import Spec
 
 COLUMNS = (
@@ -60,11 +65,7 @@ def logs_filter(
     extra: str = "",
 ) -> str:
     """The seed's Cloud Run query with a time window, so Google scans only those minutes."""
-    parts = [
-        'resource.type="cloud_run_revision"',
-        f"resource.labels.service_name={quote(spec.service)}",
-        f'timestamp>="{_rfc3339(since)}"',
-    ]
+    parts = [*resource_clause(spec), f'timestamp>="{_rfc3339(since)}"']
     if until is not None:
         parts.append(f'timestamp<="{_rfc3339(until)}"')
     if errors_only:
@@ -75,6 +76,17 @@ def logs_filter(
         # SQL's); a trailing `-- comment` would swallow the closing parenthesis, hence the \n.
         parts.append(f"({extra}\n)" if "--" in extra else f"({extra})")
     return " AND ".join(parts)
+
+
+def resource_clause(spec: Spec) -> list[str]:
+    """Where an automation's own lines are logged: its service's revisions (a route job), or
+    its Cloud Run job's tasks (`runtime: job`)."""
+    if spec.job.effective_runtime == "job":
+        return ['resource.type="cloud_run_job"', f"resource.labels.job_name={quote(spec.job.name)}"]
+    return [
+        'resource.type="cloud_run_revision"',
+        f"resource.labels.service_name={quote(spec.service)}",
+    ]
 
 
 def read_logs(
@@ -90,12 +102,13 @@ def read_logs(
     if limit < 1:
         raise BadInput("read_logs", f"limit must be at least 1, got {limit}", "pass limit=1000")
     body = {
-        "resourceNames": [f"projects/{spec.project}"],
+        "resourceNames": [names.project(spec)],
         "filter": logs_filter(spec, since, until, errors_only, extra),
         "orderBy": "timestamp asc",
         "pageSize": min(PAGE_SIZE, limit),
     }
-    return entries_frame(fetch_entries(clients.logging._connection, body, limit))
+    with google_errors(f"logs of {spec.job.name}", "logging"):
+        return entries_frame(fetch_entries(clients.logging._connection, body, limit))
 
 
 def recent(

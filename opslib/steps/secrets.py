@@ -22,8 +22,10 @@ import pandas as pd
 from google.api_core import exceptions
 
 from opslib.cloud.clients import Clients
+from opslib.cloud.errors import translate
 from opslib.core.errors import BadInput, OpslibError
 from opslib.core.plan import Change, Plan
+from opslib.spec import names
 from opslib.spec import rules as g
 from opslib.spec.model import Spec
 
@@ -54,7 +56,7 @@ def ensure_secret(clients: Clients, project: str, secret_id: str, dry_run: bool 
     try:
         _call(
             lambda: client.create_secret(
-                parent=f"projects/{project}",
+                parent=f"projects/{project}",  # Secret Manager's parent: the project
                 secret_id=secret_id,
                 secret={"replication": {"automatic": {}}},
             ),
@@ -118,7 +120,7 @@ def list_versions(clients: Clients, project: str, secret_id: str) -> pd.DataFram
 
 
 def secret_name(project: str, secret_id: str) -> str:
-    return f"projects/{project}/secrets/{secret_id}"
+    return names.secret(project, secret_id)
 
 
 def version_number(name: str) -> int:
@@ -432,17 +434,11 @@ def _call(
 
 
 def _api_error(exc: Exception, where: str, hide: bytes, if_missing: str) -> OpslibError:
-    """An OpslibError saying what the API answered, withholding a message that quotes a value."""
-    code = getattr(exc, "code", None)
-    message = str(getattr(exc, "message", "") or exc)
-    if hide and any(form in message for form in _forms(hide)):
-        message = "(message withheld: it quoted the secret value)"
-    status = f"{code} " if isinstance(code, int) else ""
-    fix = {
-        403: "check that your account may use Secret Manager in this project",
-        404: if_missing or "check the project and the secret id",
-    }.get(code if isinstance(code, int) else 0, "see the message; retry once it is fixed")
-    return OpslibError(where, f"Secret Manager: {status}{type(exc).__name__}: {message}", fix)
+    """Google's answer as opslib's error (cloud.errors), withholding a message that quotes the
+    value in any of its forms."""
+    withhold = _forms(hide) if hide else []
+    fix = if_missing if if_missing and getattr(exc, "code", None) == 404 else ""
+    return translate(exc, f"Secret Manager: {where}", "secretmanager", fix, withhold)
 
 
 def _forms(data: bytes) -> list[str]:

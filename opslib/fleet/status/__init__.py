@@ -49,15 +49,12 @@ The parts: `read` (the calls), `runs` (the end lines' run columns),
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from opslib.core.errors import BadInput
 from opslib.fleet.status.read import Live, log_filter, read_live, read_runs
 from opslib.fleet.status.rows import automation_row, describe, health, service_row
 from opslib.fleet.status.runs import EXECUTION_LABEL, TASK_LABEL
@@ -75,8 +72,6 @@ __all__ = [
     "HEALTHY",
     "TASK_LABEL",
     "Live",
-    "add_parser",
-    "cmd_status",
     "describe",
     "health",
     "healthy",
@@ -146,40 +141,3 @@ def window_start(since: str | timedelta | datetime, now: datetime | None = None)
         return since
     span = since if isinstance(since, timedelta) else logs.parse_freshness(since)
     return (now or datetime.now(UTC)) - span
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """Exit 0 when every automation is healthy (ok or paused), 1 otherwise, 2 for bad input."""
-    from opslib.fleet.load import open_fleet
-    from opslib.spec.project import project_root
-
-    params = list(args.params) or [_default_params(project_root(Path.cwd()))]
-    frame = status(open_fleet(params, target=args.target), since=args.since)
-    print(to_text(frame))
-    print(f"\n{verdict(frame)!r}")
-    return 0 if healthy(frame) else 1
-
-
-def _default_params(root: Path) -> Path:
-    folder = root / "parameters"
-    if not folder.is_dir():
-        raise BadInput(
-            "status",
-            f"no parameters/ folder in {root}",
-            "run it in an opslib project, or pass PARAMS.yaml files or folders",
-        )
-    return folder
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `opslib status [PARAMS...]`."""
-    st = sub.add_parser("status", help="every automation: schedule, last run, drift, health")
-    st.add_argument(
-        "params",
-        type=Path,
-        nargs="*",
-        help="PARAMS.yaml files and/or folders (default: parameters/)",
-    )
-    st.add_argument("--target", choices=["local", "gcp"], help="override the files' target")
-    st.add_argument("--since", default="24h", help="how far back to read runs: 1h, 24h, 7d")
-    st.set_defaults(func=cmd_status)

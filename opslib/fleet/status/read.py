@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
-from opslib.core.errors import OpslibError
+from opslib.cloud.errors import translate
 from opslib.fleet.status.runs import Key, keep, key_of
+from opslib.spec import names
 from opslib.steps import logs
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from opslib.fleet.load import Fleet
     from opslib.spec.model import Spec
 
+VIEWERS = (
+    "status reads with roles/cloudscheduler.viewer, roles/run.viewer and roles/logging.viewer "
+    "on the project: grant them, or check the target"
+)
 LOG_PAGES = 3  # entries:list calls at most, only while some job has no end line yet
 FILTER_MAX = 15_000  # Cloud Logging takes 20,000 characters; the job clause goes first
 
@@ -36,6 +41,7 @@ class Live:
     jobs: dict[str, Any] = field(default_factory=dict)  # Scheduler jobs
     services: dict[str, Any] = field(default_factory=dict)  # Cloud Run services
     run_jobs: dict[str, Any] = field(default_factory=dict)  # Cloud Run jobs (runtime: job)
+    policies: dict[str, Any] = field(default_factory=dict)  # IAM policy of each (None: absent)
     runs: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)  # end lines, newest first
 
 
@@ -47,19 +53,20 @@ def read_live(fleet: Fleet, since: datetime) -> Live:
     for session in fleet.sessions:
         spec = session.spec
         where = (spec.target, spec.project, spec.region)
-        clients, runtimes = locations.setdefault(where, (fleet.clients(session), set()))
+        clients, runtimes = locations.setdefault(where, (session.clients, set()))
         runtimes.add(spec.job.effective_runtime)
         targets.setdefault(spec.target, []).append(session)
     calls: list[tuple[str, Callable[[], Any]]] = []
     for (_, project, region), (clients, runtimes) in locations.items():
-        parent = f"projects/{project}/locations/{region}"
+        parent = names.location_of(project, region)
         calls.append(("jobs", partial(list_jobs, clients, parent)))
         if "service" in runtimes:
             calls.append(("services", partial(list_services, clients, parent)))
         if "job" in runtimes:
             calls.append(("run_jobs", partial(list_run_jobs, clients, parent)))
+    calls += [("policies", call) for call in _policy_calls(fleet)]
     for sessions in targets.values():
-        clients = fleet.clients(sessions[0])
+        clients = sessions[0].clients
         calls.append(("runs", partial(read_runs, clients, [s.spec for s in sessions], since)))
     built: dict[int, tuple[Clients, set[str]]] = {}
     for clients, runtimes in locations.values():  # one Clients may serve several locations
@@ -70,6 +77,30 @@ def read_live(fleet: Fleet, since: datetime) -> Live:
     for (kind, _), found in zip(calls, _concurrently([c for _, c in calls]), strict=True):
         getattr(live, kind).update(found)
     return live
+
+
+def _policy_calls(fleet: Fleet) -> list[Callable[[], dict[str, Any]]]:
+    """One IAM read per service and per Cloud Run job of the fleet: the invokers step 3 grants
+    are part of what it would change."""
+    calls: dict[str, Callable[[], dict[str, Any]]] = {}
+    for session in fleet.sessions:
+        spec, clients = session.spec, session.clients
+        if spec.job.effective_runtime == "job":
+            name, read = names.run_job(spec), clients.jobs.get_iam_policy
+        else:
+            name, read = names.service(spec), clients.run.get_iam_policy
+        calls.setdefault(name, partial(_policy, read, name))
+    return list(calls.values())
+
+
+def _policy(read: Callable[..., Any], name: str) -> dict[str, Any]:
+    """The resource's IAM policy by its name; None when the resource does not exist."""
+    from google.api_core import exceptions
+
+    try:
+        return {name: read(request={"resource": name})}
+    except exceptions.NotFound:
+        return {name: None}
 
 
 def _build(clients: Clients, runtimes: set[str]) -> None:
@@ -94,35 +125,20 @@ def _concurrently(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     try:
         futures = [_pool().submit(task) for task in tasks]
         return [future.result() for future in futures]
-    except exceptions.GoogleAPICallError as exc:
-        raise OpslibError(
-            "status",
-            f"{type(exc).__name__} ({exc.code}): {exc.message}",
-            "status reads with roles/cloudscheduler.viewer, roles/run.viewer and "
-            "roles/logging.viewer on the project: grant them, or check the target",
-        ) from None
-    except OSError as exc:  # requests' ConnectionError and the like: nothing answered
-        raise OpslibError(
-            "status",
-            f"cannot reach the target: {exc}",
-            "on local, start localcloud (opslib localcloud start --detach); on gcp, check "
-            "the network",
-        ) from None
+    except (exceptions.GoogleAPICallError, OSError) as exc:
+        error = translate(exc, "status", "run", VIEWERS)
+    raise error
 
 
 def list_jobs(clients: Clients, parent: str) -> dict[str, Any]:
-    """Every Scheduler job of a location in one call (500 a page, Scheduler's maximum).
-
-    Kept as raw protobuf messages: reading their fields is several times cheaper than
-    through proto-plus, which is most of the table's own cost.
-    """
+    """Every Scheduler job of a location in one call (500 a page, Scheduler's maximum)."""
     request = {"parent": parent, "page_size": 500}
-    return {job.name: type(job).pb(job) for job in clients.scheduler.list_jobs(request=request)}
+    return {job.name: job for job in clients.scheduler.list_jobs(request=request)}
 
 
 def list_services(clients: Clients, parent: str) -> dict[str, Any]:
-    """Every Cloud Run service of a location (raw protobuf messages, as for the jobs)."""
-    return {s.name: type(s).pb(s) for s in clients.run.list_services(parent=parent)}
+    """Every Cloud Run service of a location."""
+    return {s.name: s for s in clients.run.list_services(parent=parent)}
 
 
 def list_run_jobs(clients: Clients, parent: str) -> dict[str, Any]:
@@ -130,7 +146,7 @@ def list_run_jobs(clients: Clients, parent: str) -> dict[str, Any]:
     from google.api_core import exceptions
 
     try:
-        return {j.name: type(j).pb(j) for j in clients.jobs.list_jobs(parent=parent)}
+        return {j.name: j for j in clients.jobs.list_jobs(parent=parent)}
     except exceptions.NotFound:  # an API without jobs (an emulator) has none of them
         return {}
 
@@ -168,7 +184,7 @@ def read_runs(clients: Clients, specs: Sequence[Spec], since: datetime) -> dict[
     is most of the table's for a fleet of fifty); `status` turns them into columns at once.
     """
     body = {
-        "resourceNames": sorted({f"projects/{s.project}" for s in specs}),
+        "resourceNames": sorted({names.project(s) for s in specs}),
         "filter": log_filter(specs, since),
         "orderBy": "timestamp desc",
         "pageSize": logs.PAGE_SIZE,

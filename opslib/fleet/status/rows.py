@@ -9,30 +9,25 @@ own wall clock, its last attempt and newest run, its drift and the health word t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opslib.fleet.status.drift import (
-    job_drift,
-    normal_cron,
-    normal_zone,
-    route_drift,
-    run_job_drift,
-    service_drift,
-)
+from opslib.fleet.status.drift import Folder, job_drift, run_job_drift, service_drift
 from opslib.fleet.status.runs import key_of, run_columns
-from opslib.spec import cron
+from opslib.spec import cron, defaults, names
 from opslib.spec import cron_report as cron_view
+from opslib.steps.deploy.desired import live_routes
+from opslib.steps.schedule import last_status
 
 if TYPE_CHECKING:
     from opslib.cloud.session import Session
     from opslib.fleet.status.read import Live
     from opslib.spec.model import Spec
 
-EXECUTION_FAILED = 2  # run_v2.ExecutionReference.CompletionStatus.EXECUTION_FAILED
+EXECUTION_FAILED = "EXECUTION_FAILED"  # run_v2.ExecutionReference.CompletionStatus
 
 
 @dataclass
@@ -43,21 +38,24 @@ class ServiceRow:
     revision: str
     drift: list[str]
     routes: list[str] | None  # None: unknown (no service, or not deployed by opslib)
+    folder: Folder
 
 
 def service_row(sessions: list[Session], live: Live) -> ServiceRow:
     """The service as its route jobs ask for it (fleet.load.service_spec) against Google's."""
-    from opslib.fleet.load import service_spec
-    from opslib.steps.deploy.preflight import live_routes
-    from opslib.steps.deploy.service import service_name
+    from opslib.fleet.load import invokers, service_spec
 
+    folder = Folder(sessions[0].service_dir)
     routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
     if not routed:  # only Cloud Run jobs built from this folder: no service to compare
-        return ServiceRow(None, "", [], None)
-    service = live.services.get(service_name(routed[0]))
+        return ServiceRow(None, "", [], None, folder)
+    name = names.service(routed[0])
+    service = live.services.get(name)
     routes = live_routes(service) if service is not None else None
-    drift = service_drift(service_spec(routed), service)
-    return ServiceRow(service, serving(service), drift, routes)
+    members = [f"serviceAccount:{a}" for a in invokers(routed)]
+    policy = live.policies.get(name)
+    drift = service_drift(service_spec(routed), folder, service, members, policy)
+    return ServiceRow(service, serving(service), drift, routes, folder)
 
 
 @dataclass
@@ -66,45 +64,44 @@ class Target:
 
     exists: bool
     revision: str  # the serving revision, or the Cloud Run job's newest execution
-    uris: list[str]  # the URIs the Scheduler job may call, the one step 4 writes first
+    url: str | None  # the service URL step 4 targets (None: no service yet)
     drift: list[str]
     failed: bool  # a Cloud Run job's newest execution failed
 
 
 def _target(spec: Spec, shared: ServiceRow, live: Live) -> Target:
     """The service route a route job calls, or the Cloud Run job a `runtime: job` starts."""
-    from opslib.steps.deploy.job import job_name
-    from opslib.steps.schedule import run_job_url
+    from opslib.fleet.load import job_spec
 
     if spec.job.effective_runtime == "job":
-        run_job = live.run_jobs.get(job_name(spec))
+        name = names.run_job(spec)
+        run_job = live.run_jobs.get(name)
         execution = run_job.latest_created_execution if run_job is not None else None
+        ran = execution is not None and bool(execution.name)
+        drift = run_job_drift(job_spec(spec), shared.folder, run_job, live.policies.get(name))
         return Target(
             run_job is not None,
-            execution.name.rsplit("/", 1)[-1] if execution is not None else "",
-            [run_job_url(spec)],
-            run_job_drift(spec, run_job),
-            execution is not None and execution.completion_status == EXECUTION_FAILED,
+            names.short(execution.name) if ran else "",
+            None,
+            drift,
+            ran and execution.completion_status.name == EXECUTION_FAILED,
         )
-    service, route = shared.live, spec.job.route
-    bases = [u.rstrip("/") for u in [service.uri, *service.urls] if u] if service else []
-    drift = [*shared.drift, *route_drift(spec, shared.routes)]
-    return Target(service is not None, shared.revision, [b + route for b in bases], drift, False)
+    service = shared.live
+    url = service.uri if service is not None and service.uri else None
+    return Target(service is not None, shared.revision, url, shared.drift, False)
 
 
 def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str, Any]:
     """One automation's row: its schedule, last attempt, newest run, drift and health."""
-    from opslib.steps.schedule import job_path
-
     spec = session.spec
     target = _target(spec, shared, live)
-    job = live.jobs.get(job_path(spec))
-    expr = normal_cron(job.schedule if job is not None else spec.schedule.cron)
-    zone = normal_zone(job.time_zone if job is not None else spec.schedule.time_zone)
+    job = live.jobs.get(names.scheduler_job(spec))
+    expr = " ".join((job.schedule if job is not None else spec.schedule.cron).split())
+    zone = defaults.time_zone(job.time_zone if job is not None else spec.schedule.time_zone)
     state = "missing" if job is None or not target.exists else _state(job)
     ko, en = describe(expr)
-    drift = [*job_drift(spec, job, target.uris), *target.drift]
-    last_attempt = _time(job, "last_attempt_time")
+    drift = [*job_drift(spec, target.url, job), *target.drift]
+    last_attempt = job.last_attempt_time if job is not None else None
     run = run_columns(live.runs.get(key_of(spec), []))
     row = {
         "service": spec.service,
@@ -116,13 +113,13 @@ def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str
         "time_zone": zone,
         "next_run": _next_run(job, expr, zone) if state == "enabled" else pd.NaT,
         "last_attempt": _local(last_attempt, zone),
-        "last_status": _attempt(job),
+        "last_status": last_status(job),
         "revision": target.revision,
         "drift": "; ".join(drift),
         **run,
         "last_run": _local(run["last_run"], zone),
     }
-    attempt_failed = last_attempt is not None and job.status.code != 0
+    attempt_failed = last_attempt is not None and job.status.code != 0  # type: ignore[union-attr]
     row["health"] = health(row, attempt_failed or target.failed)
     return row
 
@@ -151,16 +148,7 @@ def describe(expr: str) -> tuple[str, str]:
 
 def _state(job: Any) -> str:
     """Scheduler's state word in lower case: enabled, paused, disabled, update_failed."""
-    from google.cloud.scheduler_v1 import Job
-
-    return Job.State(job.state).name.lower()
-
-
-def _time(message: Any, name: str) -> datetime | None:
-    """A Timestamp field as an aware UTC datetime, None when unset (or no message)."""
-    if message is None or not message.HasField(name):
-        return None
-    return getattr(message, name).ToDatetime(tzinfo=UTC)
+    return str(job.state.name).lower()
 
 
 def _local(when: datetime | None, zone: str) -> Any:
@@ -172,7 +160,7 @@ def _local(when: datetime | None, zone: str) -> Any:
 
 def _next_run(job: Any, expr: str, zone: str) -> Any:
     """Scheduler's own next time; computed from the cron only when it gives none."""
-    when = _time(job, "schedule_time")
+    when = job.schedule_time if job is not None else None
     if when is not None:
         return _local(when, zone)
     try:
@@ -181,24 +169,11 @@ def _next_run(job: Any, expr: str, zone: str) -> Any:
         return pd.NaT
 
 
-def _attempt(job: Any) -> str:
-    """The last attempt's outcome as an rpc code name (OK, INTERNAL: ...), or why there is none."""
-    from google.rpc import code_pb2
-
-    if job is None:
-        return "no job"
-    if not job.HasField("last_attempt_time"):
-        return "never ran"
-    code = job.status.code
-    name = code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code)
-    return f"{name}: {job.status.message}" if job.status.message else name
-
-
 def serving(service: Any) -> str:
     """The revision taking the traffic (each with its percent when traffic is split)."""
     if service is None:
         return ""
-    latest = service.latest_ready_revision.rsplit("/", 1)[-1]
+    latest = names.short(service.latest_ready_revision)
     shares = [(t.revision or latest, t.percent) for t in service.traffic_statuses if t.percent]
     if len(shares) == 1:
         return shares[0][0]

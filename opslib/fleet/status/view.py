@@ -41,7 +41,9 @@ def verdict(frame: pd.DataFrame) -> Any:
 
     ok = healthy(frame)
     word = "HEALTHY" if ok else "UNHEALTHY"
-    return banner("passed" if ok else "failed", f"status: {summary(frame)}", word=word)
+    zone = frame["time_zone"].iloc[0] if len(frame) else None  # the first job's, as Fleet's
+    status = "passed" if ok else "failed"
+    return banner(status, f"status: {summary(frame)}", word=word, time_zone=zone)
 
 
 def styled(frame: pd.DataFrame) -> Styler:

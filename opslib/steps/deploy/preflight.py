@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from google.api_core import exceptions
-
 from opslib.cloud.clients import Clients
+from opslib.cloud.errors import call
 from opslib.core.errors import BadInput
 from opslib.core.plan import Change, Plan
+from opslib.spec import names
 from opslib.spec.model import Spec
+from opslib.steps.deploy.desired import live_routes
+from opslib.steps.deploy.source import source_routes
 
-ROUTES_ANNOTATION = "opslib/routes"  # on each revision template: the paths its source serves
 Prune = Literal["", "pause", "delete"]
 PRUNE_MODES = ("", "pause", "delete")
 
@@ -124,32 +125,20 @@ def _prune_row(spec: Spec, caller: Caller, prune: Prune) -> Change:
     )
 
 
-def source_routes(service_dir: Path) -> list[str]:
-    """The paths the endpoint file in `service_dir` serves."""
-    from opslib.steps.endpoint import patch as endpoint
-
-    info = endpoint.load(Path(service_dir) / endpoint.ENDPOINT_FILE)
-    return sorted({r.path for r in info.routes})
-
-
-def live_routes(live: Any | None) -> list[str] | None:
-    """The routes the live template recorded at its deploy, when opslib deployed it."""
-    if live is None:
-        return []
-    text = dict(live.template.annotations).get(ROUTES_ANNOTATION)
-    return None if text is None else [p for p in text.split(",") if p]
-
-
 def callers(spec: Spec, clients: Clients, live: Any | None) -> list[Caller]:
     """Scheduler jobs in the service's region whose HTTP target is this service's URL."""
     if live is None:
         return []
     bases = {u.rstrip("/") for u in [live.uri, *getattr(live, "urls", [])] if u}
-    parent = f"projects/{spec.project}/locations/{spec.region}"
-    try:
-        jobs = list(clients.scheduler.list_jobs(parent=parent))
-    except exceptions.NotFound:
-        return []
+    where = f"deploy of {spec.service}: the Scheduler jobs calling it"
+    listed = call(
+        clients.scheduler.list_jobs,
+        where,
+        "scheduler",
+        missing_ok=True,
+        parent=names.location(spec),
+    )
+    jobs = list(listed) if listed is not None else []
     found = []
     for job in jobs:
         uri = job.http_target.uri if job.http_target else ""
@@ -168,8 +157,11 @@ def prune(spec: Spec, clients: Clients, preflight: Preflight, mode: Prune) -> No
     """Pause or delete the enabled jobs whose route the new source drops (after the build)."""
     if not mode:
         return
+    where = f"deploy of {spec.service}: --prune={mode}"
     for caller in preflight.missing:
         if mode == "delete":
-            clients.scheduler.delete_job(name=caller.name)
+            call(
+                clients.scheduler.delete_job, where, "scheduler", missing_ok=True, name=caller.name
+            )
         else:
-            clients.scheduler.pause_job(name=caller.name)
+            call(clients.scheduler.pause_job, where, "scheduler", name=caller.name)

@@ -1,47 +1,46 @@
 """Step 3 — build and deploy: source -> Cloud Build -> image -> Cloud Run revision -> traffic.
 
-The image tag is the hash of the packed source, so an unchanged service folder and spec plan
-"no change" and make no mutating call. The service stays private: only the spec's invoker
-account gets roles/run.invoker, on this service only. A revision that fails to start leaves
-traffic where it was, and the step fails with the revision's reason and its last log lines.
+Plan, then apply. The plan reads only: the live service, its IAM policy and the Scheduler jobs
+calling it (the route preflight), and diffs the service the spec asks for against it
+(`desired.service_diff`, also what `opslib status` shows as drift). The image tag is the hash
+of the packed source (`source`), so an unchanged service folder and spec plan "no change" and
+make no mutating call. The service stays private: only the invoker accounts get
+roles/run.invoker, on this service only. A revision that fails to start leaves traffic where
+it was, and the step fails with the revision's reason and its last log lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
-import io
 import shlex
-import tarfile
-import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pathspec
 from google.api_core import exceptions
+from google.cloud import run_v2
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud.clients import Clients
+from opslib.cloud.errors import call, google_errors
 from opslib.core.errors import BadInput, OpslibError
-from opslib.core.plan import Change, Plan, compare
+from opslib.core.plan import Change, Diff, Plan
 from opslib.core.progress import wait
+from opslib.spec import names
 from opslib.spec.model import Spec
-from opslib.spec.rules import format_duration
-from opslib.steps.deploy import preflight
+from opslib.spec.pricing import min_instance_cost
+from opslib.steps.deploy import live, preflight
+from opslib.steps.deploy.build import build
+from opslib.steps.deploy.desired import (
+    INVOKER,
+    PUBLIC,
+    ROUTES_ANNOTATION,
+    invoker_diff,
+    service_diff,
+)
+from opslib.steps.deploy.source import Source, image_for, pack
 
-INVOKER = "roles/run.invoker"
-
-
-@dataclass
-class Source:
-    """The packed service folder: a deterministic tarball and the tag it yields."""
-
-    data: bytes
-    tag: str
+__all__ = ["INVOKER", "DeployPlan", "Source", "build", "deploy", "image_for", "pack", "plan"]
 
 
 @dataclass
@@ -49,7 +48,7 @@ class DeployPlan:
     plan: Plan
     source: Source
     image: str
-    live: Any | None
+    live: run_v2.Service | None
     desired: dict[str, Any]
     grant: list[str]  # invoker accounts to add (or public members to remove) on apply
     public_members: list[str] = field(default_factory=list)
@@ -57,36 +56,20 @@ class DeployPlan:
     new_bucket: str | None = None  # the lease bucket to create on apply
 
 
-def pack(service_dir: Path) -> Source:
-    """tar.gz of the folder minus .gcloudignore, byte-identical for identical content."""
-    ignore_file = service_dir / ".gcloudignore"
-    lines = ignore_file.read_text().splitlines() if ignore_file.exists() else []
-    spec = pathspec.GitIgnoreSpec.from_lines([*lines, ".git/", "__pycache__/"])
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for path in sorted(p for p in service_dir.rglob("*") if p.is_file()):
-            relative = path.relative_to(service_dir).as_posix()
-            if spec.match_file(relative):
-                continue
-            info = tarfile.TarInfo(relative)
-            info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
-            archive.addfile(info, io.BytesIO(path.read_bytes()))
-    raw = buffer.getvalue()
-    data = gzip.compress(raw, mtime=0)
-    return Source(data, hashlib.sha256(raw).hexdigest()[:16])
-
-
-def image_for(spec: Spec, source: Source) -> str:
-    """Artifact Registry form (Container Registry, gcr.io, is shut down)."""
-    return f"{spec.region}-docker.pkg.dev/{spec.project}/opslib/{spec.service}:{source.tag}"
-
-
-def service_name(spec: Spec) -> str:
-    return f"projects/{spec.project}/locations/{spec.region}/services/{spec.service}"
-
-
 def desired_template(spec: Spec, image: str, routes: list[str] | None = None) -> dict[str, Any]:
     """The RevisionTemplate the spec asks for; it records the routes its source serves."""
+    d = spec.deploy
+    return {
+        "annotations": {ROUTES_ANNOTATION: ",".join(routes or [])},
+        "containers": [container(spec, image)],
+        "timeout": {"seconds": int(d.timeout)},
+        "scaling": {"min_instance_count": d.min_instances, "max_instance_count": d.max_instances},
+        "max_instance_request_concurrency": d.effective_concurrency,
+    }
+
+
+def container(spec: Spec, image: str) -> dict[str, Any]:
+    """The container a service revision (or a Cloud Run job's task) runs: image, env, limits."""
     d = spec.deploy
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(d.env.items())]
     for name, ref in sorted(spec.secrets.items()):
@@ -98,53 +81,10 @@ def desired_template(spec: Spec, image: str, routes: list[str] | None = None) ->
             }
         )
     return {
-        "annotations": {preflight.ROUTES_ANNOTATION: ",".join(routes or [])},
-        "containers": [
-            {
-                "image": image,
-                "env": env,
-                "resources": {
-                    "limits": {"cpu": str(d.cpu), "memory": d.memory_text},
-                    "cpu_idle": True,
-                },
-            }
-        ],
-        "timeout": {"seconds": int(d.timeout)},
-        "scaling": {"min_instance_count": d.min_instances, "max_instance_count": d.max_instances},
-        "max_instance_request_concurrency": d.effective_concurrency,
-    }
-
-
-def container_fields(container: Any) -> dict[str, Any]:
-    """A live container's image, resources and env (secrets as secret:NAME:VERSION)."""
-    env = {}
-    for var in container.env:
-        ref = var.value_source.secret_key_ref
-        env[var.name] = f"secret:{ref.secret}:{ref.version}" if ref.secret else var.value
-    return {
-        "image": container.image,
-        "cpu": str(container.resources.limits.get("cpu", "")),
-        "memory": str(container.resources.limits.get("memory", "")),
+        "image": image,
         "env": env,
+        "resources": {"limits": {"cpu": str(d.cpu), "memory": d.memory_text}, "cpu_idle": True},
     }
-
-
-def _live_fields(service: Any) -> dict[str, Any]:
-    template = service.template
-    return {
-        **container_fields(template.containers[0]),
-        "timeout": int(template.timeout.total_seconds()),
-        "min_instances": template.scaling.min_instance_count,
-        "max_instances": template.scaling.max_instance_count,
-        "concurrency": template.max_instance_request_concurrency,
-    }
-
-
-def desired_env(spec: Spec) -> dict[str, str]:
-    """The env the spec asks for, secrets as secret:NAME:VERSION (as container_fields reads)."""
-    env = dict(spec.deploy.env)
-    env.update({k: "secret:" + ":".join(v.rsplit(":", 1)) for k, v in spec.secrets.items()})
-    return env
 
 
 def env_flags(spec: Spec) -> list[str]:
@@ -159,37 +99,14 @@ def env_flags(spec: Spec) -> list[str]:
     return flags
 
 
-def _desired_fields(spec: Spec, image: str) -> dict[str, Any]:
-    d = spec.deploy
-    env = desired_env(spec)
-    return {
-        "image": image,
-        "cpu": str(d.cpu),
-        "memory": d.memory_text,
-        "timeout": int(d.timeout),
-        "min_instances": d.min_instances,
-        "max_instances": d.max_instances,
-        "concurrency": d.effective_concurrency,
-        "env": env,
-    }
-
-
 def gcloud_deploy(spec: Spec, image: str) -> str:
     """The same deploy with today's gcloud (v1 API; the seed's gcr.io is shut down)."""
     d = spec.deploy
     args = [
-        "gcloud",
-        "run",
-        "deploy",
-        spec.service,
-        f"--image={image}",
-        f"--project={spec.project}",
-        f"--region={spec.region}",
-        f"--memory={d.memory_text}",
-        f"--cpu={d.cpu}",
-        f"--timeout={int(d.timeout)}",
-        f"--min-instances={d.min_instances}",
-        f"--max-instances={d.max_instances}",
+        *("gcloud", "run", "deploy", spec.service, f"--image={image}"),
+        *(f"--project={spec.project}", f"--region={spec.region}"),
+        *(f"--memory={d.memory_text}", f"--cpu={d.cpu}", f"--timeout={int(d.timeout)}"),
+        *(f"--min-instances={d.min_instances}", f"--max-instances={d.max_instances}"),
         "--no-allow-unauthenticated",
         "--quiet",
         *env_flags(spec),
@@ -197,16 +114,19 @@ def gcloud_deploy(spec: Spec, image: str) -> str:
     return shlex.join(args)
 
 
+def _where(spec: Spec) -> str:
+    return f"deploy of {spec.service}"
+
+
 def plan(
     spec: Spec,
     service_dir: Path,
-    clients: Clients | None = None,
+    clients: Clients,
     invokers: list[str] | None = None,
     prune: preflight.Prune = "",
     source: Source | None = None,
 ) -> DeployPlan:
     """What step 3 would change, routes and the jobs calling them included; reads only."""
-    clients = clients or clients_for(spec)
     if not (service_dir / "Dockerfile").is_file():
         raise BadInput(
             str(service_dir), "has no Dockerfile", "pass the service folder (step 1-2 output)"
@@ -214,24 +134,21 @@ def plan(
     _check_secrets(spec, clients)
     source = source or pack(service_dir)
     image = image_for(spec, source)
-    try:
-        live = clients.run.get_service(name=service_name(spec))
-    except exceptions.NotFound:
-        live = None
+    where = _where(spec)
+    live = call(clients.run.get_service, where, "run", missing_ok=True, name=names.service(spec))
+    policy = _policy(spec, clients, live)
+    accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
+    checked = preflight.check(spec, service_dir, clients, live)
+    d = service_diff(spec, image, checked.new_routes, live)
     result = Plan()
     result.add(_build_change(spec, service_dir, image, live))
-    result.add(_service_change(spec, image, live))
-    members, public = _members(clients, live)
-    accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
-    missing = [a for a in accounts if a not in members]
+    result.add(_service_change(spec, image, d))
+    have = _invoking(invoker_diff(accounts, policy), accounts)
+    public = sorted(have & PUBLIC)
+    missing = [a for a in accounts if a not in have]
     for account in accounts:
         result.add(_invoker_change(spec, account, account in missing, public))
-    bucket = spec.deploy.env.get("OPSLIB_LEASE_BUCKET")
-    new_bucket = None
-    if bucket:
-        result.add(_bucket_change(spec, clients, bucket))
-        new_bucket = bucket if result.changes[-1].action == "create" else None
-    checked = preflight.check(spec, service_dir, clients, live)
+    new_bucket = _lease_bucket(spec, clients, result)
     for change in checked.changes(spec, prune):
         result.add(change)
     template = desired_template(spec, image, checked.new_routes)
@@ -239,51 +156,75 @@ def plan(
     return DeployPlan(result, source, image, live, template, grant, public, checked, new_bucket)
 
 
+def _invoking(d: Diff, accounts: list[str]) -> set[str]:
+    """The managed invoker members live now (none without a service)."""
+    if not d.exists:
+        return set()
+    return set(d.changes[0].live) if d.changes else set(accounts)  # type: ignore[arg-type]
+
+
+def _policy(spec: Spec, clients: Clients, live: run_v2.Service | None) -> Any | None:
+    if live is None:
+        return None
+    request = {"resource": live.name}
+    return call(clients.run.get_iam_policy, _where(spec), "run", request=request)
+
+
 def _build_change(spec: Spec, service_dir: Path, image: str, live: Any | None) -> Change:
     """The image to build: none when the live service already runs this tag (same source)."""
+    running = live is not None and live.template.containers and live.template.containers[0].image
+    gcloud = ["gcloud", "builds", "submit", f"--tag={image}", f"--project={spec.project}"]
     return Change(
         "build",
         image,
-        "no change" if live and _live_fields(live)["image"] == image else "create",
-        gcloud=shlex.join(
-            [
-                "gcloud",
-                "builds",
-                "submit",
-                f"--tag={image}",
-                f"--project={spec.project}",
-                str(service_dir),
-            ]
-        ),
+        "no change" if running == image else "create",
+        gcloud=shlex.join([*gcloud, str(service_dir)]),
     )
 
 
-def _service_change(spec: Spec, image: str, live: Any | None) -> Change:
+def _service_change(spec: Spec, image: str, d: Any) -> Change:
     """The service's revision: created, updated in the fields that differ, or left alone."""
-    current = _live_fields(live) if live is not None else None
-    action, differ = compare(_desired_fields(spec, image), current)
-    return Change(
-        "deploy", f"service {spec.service}", action, differ, gcloud=gcloud_deploy(spec, image)
-    )
+    detail = d.detail()
+    cost = _min_instance_cost(spec)
+    if cost and d.action != "no change":
+        detail = f"{detail}; {cost}" if detail else cost
+    gcloud = gcloud_deploy(spec, image)
+    return Change("deploy", f"service {spec.service}", d.action, d.fields, detail, gcloud)
 
 
-def _bucket_change(spec: Spec, clients: Clients, bucket: str) -> Change:
-    """The overlap guard's bucket: one lease object per job, created once per project."""
-    exists = clients.storage.bucket(bucket).exists()
-    return Change(
-        "deploy",
-        f"lease bucket gs://{bucket}",
-        "no change" if exists else "create",
-        detail="overlap guard (job.overlap skip/queue): one lease object per job; the "
-        "service's runtime account needs roles/storage.objectUser on it",
-        gcloud=shlex.join(
-            [
-                *("gcloud", "storage", "buckets", "create", f"gs://{bucket}"),
-                *(f"--project={spec.project}", f"--location={spec.region}"),
-                "--uniform-bucket-level-access",
-            ]
-        ),
+def _min_instance_cost(spec: Spec) -> str:
+    """What keeping min instances warm costs a month (one pricing function for every page)."""
+    d = spec.deploy
+    if not d.min_instances:
+        return ""
+    cost = min_instance_cost(d.cpu, d.memory, spec.region, d.min_instances)
+    return f"min_instances {d.min_instances}: about ${cost.monthly:,.2f}/month idle"
+
+
+def _lease_bucket(spec: Spec, clients: Clients, result: Plan) -> str | None:
+    """The overlap guard's bucket, planned when the service's jobs take leases."""
+    bucket = spec.deploy.env.get("OPSLIB_LEASE_BUCKET")
+    if not bucket:
+        return None
+    with google_errors(f"lease bucket gs://{bucket}", "storage"):
+        exists = clients.storage.bucket(bucket).exists()
+    result.add(
+        Change(
+            "deploy",
+            f"lease bucket gs://{bucket}",
+            "no change" if exists else "create",
+            detail="overlap guard (job.overlap skip/queue): one lease object per job; the "
+            "service's runtime account needs roles/storage.objectUser on it",
+            gcloud=shlex.join(
+                [
+                    *("gcloud", "storage", "buckets", "create", f"gs://{bucket}"),
+                    *(f"--project={spec.project}", f"--location={spec.region}"),
+                    "--uniform-bucket-level-access",
+                ]
+            ),
+        )
     )
+    return None if exists else bucket
 
 
 def _invoker_change(spec: Spec, member: str, missing: bool, public: list[str]) -> Change:
@@ -294,14 +235,8 @@ def _invoker_change(spec: Spec, member: str, missing: bool, public: list[str]) -
         detail="roles/run.invoker on this service only" + (f"; removes {public}" if public else ""),
         gcloud=shlex.join(
             [
-                "gcloud",
-                "run",
-                "services",
-                "add-iam-policy-binding",
-                spec.service,
-                f"--region={spec.region}",
-                f"--member={member}",
-                f"--role={INVOKER}",
+                *("gcloud", "run", "services", "add-iam-policy-binding", spec.service),
+                *(f"--region={spec.region}", f"--member={member}", f"--role={INVOKER}"),
             ]
         ),
     )
@@ -323,18 +258,10 @@ def _check_secrets(spec: Spec, clients: Clients) -> None:
         )
 
 
-def _members(clients: Clients, live: Any | None) -> tuple[set[str], list[str]]:
-    if live is None:
-        return set(), []
-    policy = clients.run.get_iam_policy(request={"resource": live.name})
-    members = {m for b in policy.bindings if b.role == INVOKER for m in b.members}
-    return members, sorted(members & {"allUsers", "allAuthenticatedUsers"})
-
-
 def deploy(
     spec: Spec,
     service_dir: Path,
-    clients: Clients | None = None,
+    clients: Clients,
     dry_run: bool = False,
     progress: bool = True,
     invokers: list[str] | None = None,
@@ -345,7 +272,6 @@ def deploy(
     Refuses (BadInput, no mutating call) when an enabled Scheduler job calls a route the
     source lacks, unless `prune` pauses or deletes those jobs.
     """
-    clients = clients or clients_for(spec)
     dp = checked_plan(spec, Path(service_dir), clients, invokers, prune, dry_run)
     if dry_run:
         return dp.plan, pd.DataFrame()
@@ -378,7 +304,9 @@ def apply(
     if dp.plan.changes[0].action != "no change":
         build(spec, clients, dp.source, dp.image, progress)
     if dp.new_bucket:
-        with contextlib.suppress(exceptions.Conflict):  # made meanwhile: it exists
+        where = f"lease bucket gs://{dp.new_bucket}"
+        # Made meanwhile (Conflict): it exists, which is what was asked.
+        with google_errors(where, "storage"), contextlib.suppress(exceptions.Conflict):
             clients.storage.create_bucket(dp.new_bucket, location=spec.region)
     if dp.checked is not None:
         preflight.prune(spec, clients, dp.checked, prune)
@@ -386,42 +314,7 @@ def apply(
         _roll_out(spec, clients, dp, progress)
     if dp.grant:
         _grant(spec, clients, dp.grant)
-    return status(spec, clients)
-
-
-def build(spec: Spec, clients: Clients, source: Source, image: str, progress: bool) -> None:
-    """Upload the packed folder and build `image` with Cloud Build (what step 3 ships)."""
-    bucket_name = f"{spec.project.replace(':', '_').replace('.', '_')}_cloudbuild"
-    bucket = clients.storage.bucket(bucket_name)
-    if not bucket.exists():
-        # Another deploy of this project may create it between the two calls: it exists then.
-        with contextlib.suppress(exceptions.Conflict):
-            clients.storage.create_bucket(bucket_name)
-    obj = f"source/{time.time():.6f}-{uuid.uuid4().hex}.tgz"
-    bucket.blob(obj).upload_from_string(source.data, content_type="application/gzip")
-    operation = clients.build.create_build(
-        project_id=spec.project,
-        build={
-            "source": {"storage_source": {"bucket": bucket_name, "object_": obj}},
-            "steps": [
-                {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]}
-            ],
-            "images": [image],
-        },
-    )
-    with api_errors(
-        f"build of {image}", "read the build log above; fix the Dockerfile or requirements.txt"
-    ):
-        wait(operation, f"build {spec.service}", progress)
-
-
-@contextlib.contextmanager
-def api_errors(where: str, fix: str) -> Iterator[None]:
-    """Google's API errors in the block as one OpslibError: what failed, Google's words, the fix."""
-    try:
-        yield
-    except exceptions.GoogleAPICallError as exc:
-        raise OpslibError(where, exc.message or str(exc), fix) from None
+    return live.status(spec, clients)
 
 
 def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
@@ -429,19 +322,19 @@ def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> N
     try:
         if dp.live is None:
             operation = clients.run.create_service(
-                parent=f"projects/{spec.project}/locations/{spec.region}",
+                parent=names.location(spec),
                 service_id=spec.service,
                 service={"template": template, "ingress": "INGRESS_TRAFFIC_ALL"},
             )
         else:
-            service = clients.run.get_service(name=service_name(spec))
+            service = clients.run.get_service(name=names.service(spec))
             service.template = template
             service.traffic = [{"type_": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
             operation = clients.run.update_service(service=service)
         wait(operation, f"deploy {spec.service}", progress)
     except exceptions.GoogleAPICallError as exc:
         raise OpslibError(
-            f"deploy of {spec.service}",
+            _where(spec),
             _failure(spec, clients, exc),
             "fix the service (see the log lines), then run step 3 again; traffic "
             "stays on the previous revision",
@@ -451,8 +344,8 @@ def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> N
 def _failure(spec: Spec, clients: Clients, exc: exceptions.GoogleAPICallError) -> str:
     """The revision's reason plus its last log lines."""
     message = exc.message or str(exc)
-    service = clients.run.get_service(name=service_name(spec))
-    revision = service.latest_created_revision.rsplit("/", 1)[-1]
+    service = clients.run.get_service(name=names.service(spec))
+    revision = names.short(service.latest_created_revision)
     entries = clients.logging.list_entries(
         filter_=f'resource.type="cloud_run_revision" AND resource.labels.revision_name='
         f'"{revision}" AND NOT log_id("run.googleapis.com/requests")',
@@ -471,63 +364,15 @@ def _failure(spec: Spec, clients: Clients, exc: exceptions.GoogleAPICallError) -
 
 def _grant(spec: Spec, clients: Clients, accounts: list[str]) -> None:
     """roles/run.invoker for the scheduler's accounts only; never allUsers."""
-    name = service_name(spec)
-    policy = clients.run.get_iam_policy(request={"resource": name})
-    for binding in policy.bindings:
-        if binding.role == INVOKER:
-            kept = [m for m in binding.members if m not in ("allUsers", "allAuthenticatedUsers")]
-            del binding.members[:]
-            binding.members.extend(kept)
-    for invoker in accounts:
-        if not any(b.role == INVOKER and invoker in b.members for b in policy.bindings):
-            policy.bindings.add(role=INVOKER, members=[invoker])
-    clients.run.set_iam_policy(request={"resource": name, "policy": policy})
-
-
-def status(spec: Spec, clients: Clients | None = None) -> pd.DataFrame:
-    """Revision, URL and traffic of the live service, as users check after a deploy."""
-    clients = clients or clients_for(spec)
-    service = clients.run.get_service(name=service_name(spec))
-    rows = [
-        {
-            "revision": t.revision or service.latest_ready_revision.rsplit("/", 1)[-1],
-            "percent": t.percent,
-            "url": service.uri,
-            "ready": service.terminal_condition.state.name == "CONDITION_SUCCEEDED",
-            "timeout": format_duration(service.template.timeout.total_seconds()),
-            "memory": service.template.containers[0].resources.limits.get("memory"),
-        }
-        for t in service.traffic_statuses
-    ]
-    return pd.DataFrame(rows, columns=["revision", "percent", "url", "ready", "timeout", "memory"])
-
-
-def revisions_frame(spec: Spec, clients: Clients | None = None, limit: int = 3) -> pd.DataFrame:
-    """The newest revisions, ready or not, with their share of traffic (like `revisions list`)."""
-    clients = clients or clients_for(spec)
-    service = clients.run.get_service(name=service_name(spec))
-    traffic = {t.revision: t.percent for t in service.traffic_statuses}
-    revisions = sorted(
-        clients.revisions.list_revisions(parent=service_name(spec)),
-        key=lambda r: r.create_time,
-        reverse=True,
-    )[:limit]
-    rows = [
-        {
-            "revision": r.name.rsplit("/", 1)[-1],
-            "created": r.create_time,
-            "ready": _ready(r),
-            "traffic": traffic.get(r.name.rsplit("/", 1)[-1], 0),
-            "image": r.containers[0].image if r.containers else "",
-        }
-        for r in revisions
-    ]
-    return pd.DataFrame(rows, columns=["revision", "created", "ready", "traffic", "image"])
-
-
-def _ready(revision: Any) -> str:
-    """'yes', or the condition's message when the revision did not start."""
-    for condition in revision.conditions:
-        if condition.type_ == "Ready":
-            return "yes" if condition.state.name == "CONDITION_SUCCEEDED" else condition.message
-    return "yes" if revision.reconciling is False else "starting"
+    name = names.service(spec)
+    with google_errors(f"invoker grant on {spec.service}", "run"):
+        policy = clients.run.get_iam_policy(request={"resource": name})
+        for binding in policy.bindings:
+            if binding.role == INVOKER:
+                kept = [m for m in binding.members if m not in PUBLIC]
+                del binding.members[:]
+                binding.members.extend(kept)
+        for invoker in accounts:
+            if not any(b.role == INVOKER and invoker in b.members for b in policy.bindings):
+                policy.bindings.add(role=INVOKER, members=[invoker])
+        clients.run.set_iam_policy(request={"resource": name, "policy": policy})

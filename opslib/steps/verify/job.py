@@ -13,34 +13,28 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from google.api_core import exceptions
 from tqdm.auto import tqdm
 
+from opslib.cloud import codes
 from opslib.cloud.clients import Clients
+from opslib.cloud.errors import google_errors
 from opslib.core.errors import OpslibError
+from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps import logs
-from opslib.steps.verify.service import HINTS, RPC_NAMES, Verdict, job_name, wait_for_attempt
+from opslib.steps.verify.service import HINTS, Verdict, run_now, wait_for_attempt
 
 EXECUTION_LABEL = "run.googleapis.com/execution_name"
 TASK_LABEL = "run.googleapis.com/task_index"
 _ERRORS = ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")
 
 
-def cloud_run_job(spec: Spec) -> str:
-    return f"projects/{spec.project}/locations/{spec.region}/jobs/{spec.job.name}"
-
-
 def verify(spec: Spec, clients: Clients, progress: bool = True) -> Verdict:
     """Run the Scheduler job now, find the execution it started, wait for it and judge it."""
-    try:
-        before = clients.scheduler.get_job(name=job_name(spec))
-    except exceptions.NotFound:
-        raise OpslibError(job_name(spec), "no such Scheduler job", "run step 4 first") from None
-    known = {e.name for e in clients.executions.list_executions(parent=cloud_run_job(spec))}
-    clients.scheduler.run_job(name=job_name(spec))
+    known = {e.name for e in _executions(spec, clients)}
+    before = run_now(spec, clients)
     attempt = wait_for_attempt(clients, spec, before.last_attempt_time, progress)
-    code = RPC_NAMES.get(attempt.status.code, str(attempt.status.code))
+    code = codes.name(attempt.status.code)
     if code != "OK":
         check = ("scheduler attempt", f"{code}: {HINTS.get(code, attempt.status.message)}", False)
         return Verdict(False, code, pd.DataFrame([check], columns=["check", "value", "ok"]),
@@ -50,8 +44,14 @@ def verify(spec: Spec, clients: Clients, progress: bool = True) -> Verdict:
     return judge(spec, code, execution, frame)
 
 
+def _executions(spec: Spec, clients: Clients) -> list[Any]:
+    """The Cloud Run job's executions, newest first (as Cloud Run lists them)."""
+    with google_errors(f"verify {spec.job.name}", "run"):
+        return list(clients.executions.list_executions(parent=names.run_job(spec)))
+
+
 def _new_execution(clients: Clients, spec: Spec, known: set[str]) -> Any | None:
-    for execution in clients.executions.list_executions(parent=cloud_run_job(spec)):
+    for execution in _executions(spec, clients):
         if execution.name not in known:
             return execution
     return None
@@ -71,13 +71,14 @@ def _wait_for_execution(clients: Clients, spec: Spec, known: set[str], progress:
                 found = _new_execution(clients, spec, known)
                 name = found.name if found is not None else None
             if name is not None:
-                execution = clients.executions.get_execution(name=name)
+                with google_errors(f"verify {spec.job.name}", "run"):
+                    execution = clients.executions.get_execution(name=name)
                 bar.update(execution.succeeded_count + execution.failed_count - bar.n)
                 if execution.completion_time:
                     return execution
             time.sleep(0.3)
     raise OpslibError(
-        cloud_run_job(spec),
+        names.run_job(spec),
         f"no execution completed within {limit:.0f}s",
         "check the job's executions and logs (opslib doctor)",
     )
@@ -85,10 +86,10 @@ def _wait_for_execution(clients: Clients, spec: Spec, known: set[str], progress:
 
 def execution_logs(clients: Clients, spec: Spec, execution: Any) -> pd.DataFrame:
     """The execution's log lines, oldest first, with the task index of each."""
-    short = execution.name.rsplit("/", 1)[-1]
+    short = names.short(execution.name)
     started = execution.create_time - timedelta(seconds=1)
     body = {
-        "resourceNames": [f"projects/{spec.project}"],
+        "resourceNames": [names.project(spec)],
         "filter": " AND ".join(
             [
                 'resource.type="cloud_run_job"',
@@ -146,7 +147,7 @@ def judge(spec: Spec, code: str, execution: Any, frame: pd.DataFrame) -> Verdict
         ("scheduler attempt", code, code == "OK"),
         (
             "execution",
-            f"{execution.name.rsplit('/', 1)[-1]}: {ok} of {total} task(s) succeeded, "
+            f"{names.short(execution.name)}: {ok} of {total} task(s) succeeded, "
             f"{execution.failed_count} failed, {execution.retried_count} retried",
             ok == total and execution.failed_count == 0,
         ),

@@ -14,24 +14,17 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from google.api_core import exceptions
+from google.cloud import scheduler_v1
 from tqdm.auto import tqdm
 
-from opslib.cloud.clients import Clients, clients_for
+from opslib.cloud import codes
+from opslib.cloud.clients import Clients
+from opslib.cloud.errors import call
 from opslib.core.errors import OpslibError
+from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps import logs
 
-RPC_NAMES = {
-    0: "OK",
-    4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND",
-    7: "PERMISSION_DENIED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    16: "UNAUTHENTICATED",
-    8: "RESOURCE_EXHAUSTED",
-}
 HINTS = {
     "UNAUTHENTICATED": "auth error: the OIDC token was refused (401); the audience must equal "
     "the service URL (schedule.audience) — re-run step 4",
@@ -66,26 +59,15 @@ class Verdict:
         return [str(r) for r in self.logs["run_id"].dropna().unique()]
 
 
-def job_name(spec: Spec) -> str:
-    return f"projects/{spec.project}/locations/{spec.region}/jobs/{spec.job.name}"
-
-
-def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) -> Verdict:
+def verify(spec: Spec, clients: Clients, progress: bool = True) -> Verdict:
     """Run the scheduler job now and judge that one run (a Cloud Run job: its execution)."""
-    clients = clients or clients_for(spec)
     if spec.job.effective_runtime == "job":
         from opslib.steps.verify import job as verify_job
 
         return verify_job.verify(spec, clients, progress)
-    try:
-        before = clients.scheduler.get_job(name=job_name(spec))
-    except exceptions.NotFound:
-        raise OpslibError(
-            job_name(spec), "no such Scheduler job", "run step 4 (schedule) first"
-        ) from None
-    clients.scheduler.run_job(name=job_name(spec))
+    before = run_now(spec, clients)
     job = wait_for_attempt(clients, spec, before.last_attempt_time, progress)
-    code = RPC_NAMES.get(job.status.code, str(job.status.code))
+    code = codes.name(job.status.code)
     started = job.last_attempt_time  # when this attempt started; set once it has ended
     frame = logs.read_logs(
         clients,
@@ -96,9 +78,19 @@ def verify(spec: Spec, clients: Clients | None = None, progress: bool = True) ->
     return _judge(spec, code, job.status.message, frame)
 
 
+def run_now(spec: Spec, clients: Clients) -> scheduler_v1.Job:
+    """Start the Scheduler job now; returns the job as it was just before (its last attempt)."""
+    where, name = f"verify {spec.job.name}", names.scheduler_job(spec)
+    before = call(clients.scheduler.get_job, where, "scheduler", missing_ok=True, name=name)
+    if before is None:
+        raise OpslibError(where, f"no Scheduler job {name}", "run step 4 (schedule) first")
+    call(clients.scheduler.run_job, where, "scheduler", name=name)
+    return before
+
+
 def wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool) -> Any:
     limit = spec.schedule.attempt_deadline + 60
-    started = time.monotonic()
+    started, where = time.monotonic(), f"verify {spec.job.name}"
     with tqdm(
         desc=f"run {spec.job.name}",
         bar_format="{desc}: {elapsed}",
@@ -106,14 +98,16 @@ def wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool
         leave=True,
     ) as bar:
         while time.monotonic() - started < limit:
-            job = clients.scheduler.get_job(name=job_name(spec))
+            job = call(
+                clients.scheduler.get_job, where, "scheduler", name=names.scheduler_job(spec)
+            )
             if job.last_attempt_time and job.last_attempt_time != previous:
                 return job
             time.sleep(0.2)
             bar.refresh()
     raise OpslibError(
-        job_name(spec),
-        f"no attempt finished within {limit:.0f}s",
+        where,
+        f"no attempt of {names.scheduler_job(spec)} finished within {limit:.0f}s",
         "check that the scheduler and the service are running (opslib doctor)",
     )
 

@@ -1,0 +1,59 @@
+"""The packed service folder and the image it yields: what step 3 builds and ships.
+
+The tag is the hash of the packed source, so an unchanged folder names the image the live
+service already runs, and the plan says "no change" without building.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from opslib.spec import names
+from opslib.spec.model import Spec
+
+
+@dataclass
+class Source:
+    """The packed service folder: a deterministic tarball and the tag it yields."""
+
+    data: bytes
+    tag: str
+
+
+def pack(service_dir: Path) -> Source:
+    """tar.gz of the folder minus .gcloudignore, byte-identical for identical content."""
+    ignore_file = service_dir / ".gcloudignore"
+    lines = ignore_file.read_text().splitlines() if ignore_file.exists() else []
+    spec = pathspec.GitIgnoreSpec.from_lines([*lines, ".git/", "__pycache__/"])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(p for p in service_dir.rglob("*") if p.is_file()):
+            relative = path.relative_to(service_dir).as_posix()
+            if spec.match_file(relative):
+                continue
+            info = tarfile.TarInfo(relative)
+            info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
+            archive.addfile(info, io.BytesIO(path.read_bytes()))
+    raw = buffer.getvalue()
+    data = gzip.compress(raw, mtime=0)
+    return Source(data, hashlib.sha256(raw).hexdigest()[:16])
+
+
+def image_for(spec: Spec, source: Source) -> str:
+    """The Artifact Registry image of this source (Container Registry, gcr.io, is shut down)."""
+    return names.image(spec, source.tag)
+
+
+def source_routes(service_dir: Path) -> list[str]:
+    """The paths the endpoint file in `service_dir` serves."""
+    from opslib.steps.endpoint import patch as endpoint
+
+    info = endpoint.load(Path(service_dir) / endpoint.ENDPOINT_FILE)
+    return sorted({r.path for r in info.routes})
