@@ -322,7 +322,9 @@ def test_build_rejects_what_it_cannot_carry_out(tmp_path):
                     {"image": "x", "resources": {"limits": {"cpu": "1", "memory": "8Gi"}}}
                 ]
             },
-            "memory above 4Gi needs at least 2 CPUs",
+            # Cloud Run's words (googleapis/repo-automation-bots#3875)
+            "Invalid value specified for memory. For 1.0 CPU, memory must be between 128Mi and "
+            "4Gi inclusive.",
         ),
         ("ok-timeout", {"timeout": {"seconds": 3601}}, "between 1s and 3600s"),
         ("ok-image", {"containers": [{"image": ""}]}, "image is required"),

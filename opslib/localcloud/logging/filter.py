@@ -1,6 +1,6 @@
 """Cloud Logging's filter language, compiled once into a predicate over wire-shape log entries.
 
-`compile_filter` parses the text (`logfilter_parse`) and builds nested closures, so a scan of
+`compile_filter` parses the text (`filter_parse`) and builds nested closures, so a scan of
 100k entries never looks at the filter text again. The rules follow
 cloud.google.com/logging/docs/view/logging-query-language:
 
@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
-from opslib.localcloud.logfilter_parse import (
+from opslib.localcloud.logging.filter_parse import (
     And,
     Call,
     Cmp,

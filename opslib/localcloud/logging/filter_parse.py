@@ -1,5 +1,5 @@
 """Read Cloud Logging filter text: the syntax tree, and the literal values (times, durations,
-numbers, RE2 regexes) that `logfilter` compiles into a predicate.
+numbers, RE2 regexes) that `filter` compiles into a predicate.
 
 Grammar (cloud.google.com/logging/docs/view/logging-query-language), loosest binding first:
 
