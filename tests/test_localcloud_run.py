@@ -94,6 +94,10 @@ def test_deploy_runs_the_image_and_the_front_enforces_iam(run, image):
     revision = service.latest_ready_revision.rsplit("/", 1)[-1]
     assert revision.startswith(f"{service_id}-00001-") and len(revision) == len(service_id) + 10
     assert service.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+    # The resolved digest is where Run v2 has it: containerStatuses[], not a top-level field.
+    _, answer = call(f"/v2/{service.latest_ready_revision}")
+    assert "imageDigest" not in answer
+    assert answer["containerStatuses"][0]["imageDigest"].startswith("sha256:")
     assert fetch(service.uri + "/health")[0] == 403  # private by default
     assert fetch(service.uri + "/health", "not-a-token")[0] == 401
     assert fetch(service.uri + "/health", token(service.uri, SA))[0] == 403  # no invoker role yet

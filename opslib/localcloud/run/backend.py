@@ -173,7 +173,11 @@ class RunBackend(CollectionBackend):
                 f"Image '{image}' not found."
             )
         revision["_imageDigest"] = digest
-        revision["imageDigest"] = digest
+        # Where Run v2 reports the resolved digest: ContainerStatus, one per container.
+        name = revision["containers"][0].get("name") or ""
+        revision["containerStatuses"] = [
+            {**({"name": name} if name else {}), "imageDigest": digest}
+        ]
         try:
             await self.instances.start(revision)
         except StartFailed as exc:
