@@ -124,9 +124,7 @@ def _job_states(router: Router, sched: Scheduler, base: str) -> None:
                 raise failed_precondition(f"Job is in state {job['state']}; it must be {want}.")
             job["state"] = to
             job["userUpdateTime"] = rfc3339(cloud.clock.now())
-            job["scheduleTime"] = sched.next_run(job)
-            if to == "PAUSED":
-                job.pop("scheduleTime", None)
+            sched.reschedule(job)
             sched.save()
             return job
 

@@ -76,10 +76,19 @@ class Scheduler:
     def put(self, job: dict[str, Any]) -> dict[str, Any]:
         """Store a job the user created or changed: stamped now, with its next run."""
         job["userUpdateTime"] = rfc3339(self.cloud.clock.now())
-        job["scheduleTime"] = self.next_run(job)
+        self.reschedule(job)
         self.jobs[job["name"]] = job
         self.save()
         return job
+
+    def reschedule(self, job: dict[str, Any]) -> None:
+        """Set `scheduleTime` to the next run, or leave it out when there is none (a paused
+        job): Google omits an unset time, it never answers null."""
+        when = self.next_run(job)
+        if when is None:
+            job.pop("scheduleTime", None)
+        else:
+            job["scheduleTime"] = when
 
     def next_run(self, job: dict[str, Any]) -> str | None:
         """The next scheduled time after now on the job's wall clock (None unless ENABLED)."""

@@ -138,7 +138,7 @@ class Runner:
                 when = self.cloud.clock.now() if forced else parse_rfc3339(job["scheduleTime"])
                 pending = Pending(now, 1, now, when)
                 if not forced:
-                    job["scheduleTime"] = self.scheduler.next_run(job)
+                    self.scheduler.reschedule(job)
             task = asyncio.create_task(self._attempt(name, pending))
             self.running[name] = task
             task.add_done_callback(lambda _, n=name: self.running.pop(n, None))
