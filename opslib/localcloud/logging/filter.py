@@ -20,6 +20,10 @@ cloud.google.com/logging/docs/view/logging-query-language:
 - Functions: `log_id()` and `SEARCH()` (tokens are runs of letters and digits, case-insensitive;
   a backquoted phrase must appear in order). sample(), ip_in_net(), cast(), regexp_extract() and
   source() raise FilterError ("not supported by localcloud").
+
+Over 400 lines on purpose: the compiler is one set of closures over one value model (defaulted
+and missing fields, types, arrays, NULL_VALUE); split apart, each half would need the other's
+private helpers.
 """
 
 from __future__ import annotations

@@ -141,22 +141,26 @@ def normalize(body: dict[str, Any], name: str) -> dict[str, Any]:
             "job.attempt_deadline",
         )
     job["attemptDeadline"] = duration_text(deadline)
-    job["retryConfig"] = {**RETRY_DEFAULTS, **(job.get("retryConfig") or {})}
-    retry = job["retryConfig"]
+    job["retryConfig"] = _retry_config(job.get("retryConfig") or {})
+    job["name"] = name
+    return job
+
+
+def _retry_config(given: dict[str, Any]) -> dict[str, Any]:
+    """RetryConfig with Scheduler's defaults filled in and its limits checked."""
+    retry = {**RETRY_DEFAULTS, **given}
     if not 0 <= int(retry["retryCount"]) <= rules.RETRY_COUNT_MOST:
         raise invalid("retry_count must be between 0 and 5.", "job.retry_config.retry_count")
     if int(retry["maxDoublings"]) < 0:
         raise invalid("max_doublings must not be negative.", "job.retry_config.max_doublings")
     for key in ("minBackoffDuration", "maxBackoffDuration", "maxRetryDuration"):
         retry[key] = duration_text(duration_seconds(retry[key]))
-    if duration_seconds(retry["minBackoffDuration"]) > duration_seconds(
-        retry["maxBackoffDuration"]
-    ):
+    least = duration_seconds(retry["minBackoffDuration"])
+    if least > duration_seconds(retry["maxBackoffDuration"]):
         raise invalid(
             "min_backoff_duration must not exceed max_backoff_duration.", "job.retry_config"
         )
-    job["name"] = name
-    return job
+    return retry
 
 
 def _http_target(target: dict[str, Any]) -> dict[str, Any]:
