@@ -25,9 +25,10 @@ localcloud's words.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 MI, GI = 1024**2, 1024**3
+CPU_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m?)$")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 UNITS = {
     "": 1,
@@ -72,10 +73,8 @@ class RuleError(ValueError):
 def cpu(value: object) -> Decimal:
     """A CPU limit (`1`, `0.5`, `500m`) as a number of CPUs, if Cloud Run takes it."""
     text = str(value).strip()
-    try:
-        number = Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
-    except InvalidOperation:
-        number = Decimal("NaN")
+    match = CPU_QUANTITY.match(text)  # a number of CPUs, or of millicpus with "m"
+    number = Decimal(match.group(1)) / (1000 if match.group(2) else 1) if match else Decimal("NaN")
     fraction = number.is_finite() and FRACTION_MIN <= number < 1
     if fraction and number == number.quantize(Decimal("0.001")):
         return number
