@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import uvloop
 
-from opslib.localcloud import run_front, tokens
+from opslib.localcloud import tokens
 from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.logging_api import LogStore
+from opslib.localcloud.logging.store import LogStore
+from opslib.localcloud.run import front as run_front
 
 SEEN: list[tuple[bytes, bytes]] = []  # (head, body) the instance received
 IDLE_CLOSE = {"on": False}

@@ -94,6 +94,10 @@ def test_deploy_runs_the_image_and_the_front_enforces_iam(run, image):
     revision = service.latest_ready_revision.rsplit("/", 1)[-1]
     assert revision.startswith(f"{service_id}-00001-") and len(revision) == len(service_id) + 10
     assert service.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+    # The resolved digest is where Run v2 has it: containerStatuses[], not a top-level field.
+    _, answer = call(f"/v2/{service.latest_ready_revision}")
+    assert "imageDigest" not in answer
+    assert answer["containerStatuses"][0]["imageDigest"].startswith("sha256:")
     assert fetch(service.uri + "/health")[0] == 403  # private by default
     assert fetch(service.uri + "/health", "not-a-token")[0] == 401
     assert fetch(service.uri + "/health", token(service.uri, SA))[0] == 403  # no invoker role yet
@@ -322,7 +326,9 @@ def test_build_rejects_what_it_cannot_carry_out(tmp_path):
                     {"image": "x", "resources": {"limits": {"cpu": "1", "memory": "8Gi"}}}
                 ]
             },
-            "memory above 4Gi needs at least 2 CPUs",
+            # Cloud Run's words (googleapis/repo-automation-bots#3875)
+            "Invalid value specified for memory. For 1.0 CPU, memory must be between 128Mi and "
+            "4Gi inclusive.",
         ),
         ("ok-timeout", {"timeout": {"seconds": 3601}}, "between 1s and 3600s"),
         ("ok-image", {"containers": [{"image": ""}]}, "image is required"),

@@ -11,7 +11,7 @@ from itertools import product
 
 import pytest
 
-from opslib.localcloud.logfilter import FilterError, compile_filter, timestamp_nanos
+from opslib.localcloud.logging.filter import FilterError, compile_filter, timestamp_nanos
 
 RUN_LABELS = {
     "service_name": "batch-service",

@@ -1,14 +1,68 @@
-"""The shared context every emulated API works in: state, clock, logs, projects."""
+"""The shared context every emulated API works in: state, clock, projects, and the interfaces
+through which one API drives another.
+
+The APIs are packages that never import each other. Where Google's services really depend on
+one another, the dependency is one of the small interfaces below, set on `Cloud` by the server:
+- `logs` (`LogWriter`): Run, Scheduler and Cloud Build write log entries; Logging stores them.
+- `registry` (`ImageRegistry`): Cloud Build pushes images; Run resolves and runs them.
+- `secrets` (`SecretReader`): Run reads `secretKeyRef` values from Secret Manager.
+- `objects` (`ObjectReader`): Cloud Build reads its source tarball from Cloud Storage.
+Scheduler reaches Run only over HTTP, as on Google: a target on run.googleapis.com is sent to
+localcloud's own Run API.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from opslib.localcloud.clock import Clock
 from opslib.localcloud.store import Store
+
+
+class LogWriter(Protocol):
+    """Cloud Logging's write side: store one entry (Logging fills its timestamps and id)."""
+
+    def write(self, entry: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RunnableImage:
+    """What Cloud Run needs of an image Cloud Build built: its files and how to start it."""
+
+    digest: str
+    root: Path  # the image's files at their paths
+    workdir: str
+    env: dict[str, str]
+    entrypoint: list[str]
+    cmd: list[str]
+    bin: Path  # the bin folder of the image's Python environment
+
+
+class ImageRegistry(Protocol):
+    """The registry Cloud Build pushes to and Cloud Run pulls from."""
+
+    def resolve_image(self, image: str) -> str | None:
+        """The digest a reference (tag or @sha256) names, or None if it was never built."""
+        ...
+
+    def runnable(self, digest: str) -> RunnableImage: ...
+
+
+class SecretReader(Protocol):
+    """Secret Manager's payloads, as Cloud Run reads them for `secretKeyRef` env vars."""
+
+    def access(self, project: str, secret: str, version: str) -> bytes: ...
+
+
+class ObjectReader(Protocol):
+    """Cloud Storage objects, as Cloud Build reads its source."""
+
+    def object(self, bucket: str, name: str) -> dict[str, Any]: ...
+
+    def read(self, bucket: str, name: str) -> bytes: ...
 
 
 @dataclass
@@ -20,8 +74,12 @@ class Cloud:
     port: int = 0
     clock: Clock = field(default_factory=Clock)
     store: Store = field(init=False)
-    logs: Any = None  # LogStore, set by the server
-    services: dict[str, Any] = field(default_factory=dict)  # API name -> its backend
+    # The interfaces between APIs (module docstring), set by the server as it registers them.
+    logs: LogWriter = field(init=False)
+    registry: ImageRegistry = field(init=False)
+    secrets: SecretReader = field(init=False)
+    objects: ObjectReader = field(init=False)
+    services: dict[str, Any] = field(default_factory=dict)  # API name -> its backend (server)
 
     def __post_init__(self) -> None:
         self.store = Store(self.state_dir)

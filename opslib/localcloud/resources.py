@@ -1,9 +1,9 @@
 """What the Run, Run jobs and Scheduler handlers say alike: names, NOT_FOUND and list pages.
 
-Each of run_api, jobs_api/jobs_backend and scheduler builds `projects/P/locations/L` from the
-call's path, answers a missing Run resource with the same NOT_FOUND, and pages a list into
-`{key: [...], nextPageToken}`. They take these from here so the three APIs cannot drift apart
-on a name, a message or the paging shape.
+Each of run's services_api and jobs_api/jobs_backend, and scheduler's api, builds
+`projects/P/locations/L` from the call's path, answers a missing Run resource with the same
+NOT_FOUND, and pages a list into `{key: [...], nextPageToken}`. They take these from here so
+the three APIs cannot drift apart on a name, a message or the paging shape.
 """
 
 from __future__ import annotations

@@ -21,21 +21,21 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from opslib.localcloud import (
-    cloudbuild,
-    jobs_api,
-    logging_api,
-    run_api,
-    run_front,
-    scheduler,
-    scheduler_runner,
-    secretmanager,
-    storage,
-    tokens,
-)
+from opslib.localcloud import tokens
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.cloudbuild import api as cloudbuild
+from opslib.localcloud.logging import api as logging_api
+from opslib.localcloud.logging.store import LogStore
 from opslib.localcloud.router import Router
+from opslib.localcloud.run import front as run_front
+from opslib.localcloud.run import jobs_api
+from opslib.localcloud.run import services_api as run_api
+from opslib.localcloud.run.backend import RunBackend
+from opslib.localcloud.scheduler import api as scheduler
+from opslib.localcloud.scheduler import runner as scheduler_runner
+from opslib.localcloud.secretmanager import api as secretmanager
+from opslib.localcloud.storage import api as storage
 
 CONTROL = "/_localcloud"
 
@@ -43,27 +43,16 @@ CONTROL = "/_localcloud"
 def build(cloud: Cloud) -> tuple[web.Application, Router]:
     """The aiohttp application with every emulated API registered."""
     router = Router()
-    logging_api.register(router, cloud)
-    cloud.services["secretmanager"] = secretmanager.register(router, cloud)
-    sched = scheduler.register(router, cloud)
-    cloud.services["scheduler"] = sched
-    runner = scheduler_runner.Runner(cloud, sched)
-    cloud.services["scheduler_runner"] = runner
-    cloud.services["storage"] = storage.register(router, cloud)
-    cloud.services["cloudbuild"] = cloudbuild.register(router, cloud)
-    run = run_api.register(router, cloud)
-    run.front = run_front.Front(cloud, run)
-    cloud.services["run"] = run
-    cloud.services["runjobs"] = jobs_api.register(router, cloud, run)
+    logs, runner, run = _register(router, cloud)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app["cloud"], app["router"] = cloud, router
-    _control_routes(app, cloud, router)
+    _control_routes(app, cloud, router, logs)
     app.router.add_route("*", "/{tail:.*}", router.dispatch)
 
     async def startup(app: web.Application) -> None:
         await runner.start()
         await run.resume()
-        app["reaper"] = asyncio.create_task(_housekeeping(cloud, run))
+        app["reaper"] = asyncio.create_task(_housekeeping(logs, run))
 
     async def cleanup(app: web.Application) -> None:
         app["reaper"].cancel()
@@ -72,33 +61,51 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
             close = getattr(service, "close", None)
             if close:
                 await close()
-        cloud.logs.close()
+        logs.close()
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return app, router
 
 
-async def _housekeeping(cloud: Cloud, run: run_api.RunBackend) -> None:
+def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.Runner, RunBackend]:
+    """Each API's routes, and the interfaces between APIs set on `cloud` (see cloud.py)."""
+    logs = logging_api.register(router, cloud)
+    cloud.logs = logs
+    cloud.secrets = cloud.services["secretmanager"] = secretmanager.register(router, cloud)
+    sched = scheduler.register(router, cloud)
+    cloud.services["scheduler"] = sched
+    runner = scheduler_runner.Runner(cloud, sched)
+    cloud.services["scheduler_runner"] = runner
+    cloud.objects = cloud.services["storage"] = storage.register(router, cloud)
+    cloud.registry = cloud.services["cloudbuild"] = cloudbuild.register(router, cloud)
+    run = run_api.register(router, cloud)
+    run.front = run_front.Front(cloud, run)
+    cloud.services["run"] = run
+    cloud.services["runjobs"] = jobs_api.register(router, cloud, run)
+    return logs, runner, run
+
+
+async def _housekeeping(logs: LogStore, run: RunBackend) -> None:
     """Flush logs to the state file each second; scale idle min-0 revisions to zero."""
     tick = 0
     while True:
         await asyncio.sleep(1)
-        cloud.logs.flush()
+        logs.flush()
         tick += 1
         if tick % 5 == 0:
             await run.instances.reap(run.warm())
 
 
-def _control_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
+def _control_routes(app: web.Application, cloud: Cloud, router: Router, logs: LogStore) -> None:
     """The routes tests and the CLI drive localcloud by, and the metadata server's."""
-    _status_routes(app, cloud, router)
+    _status_routes(app, cloud, router, logs)
     _clock_routes(app, cloud)
-    _state_routes(app, cloud)
+    _state_routes(app, cloud, logs)
     _identity_routes(app, cloud)
 
 
-def _status_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
+def _status_routes(app: web.Application, cloud: Cloud, router: Router, logs: LogStore) -> None:
     """What the server is and what it was asked: health, routes, calls, a build's log."""
 
     async def health(_: web.Request) -> web.Response:
@@ -120,7 +127,7 @@ def _status_routes(app: web.Application, cloud: Cloud, router: Router) -> None:
         build_id = request.match_info["build"]
         lines = [
             e.get("textPayload", "")
-            for e in cloud.logs.entries
+            for e in logs.entries
             if e["resource"].get("labels", {}).get("build_id") == build_id
         ]
         if not lines:
@@ -151,7 +158,7 @@ def _clock_routes(app: web.Application, cloud: Cloud) -> None:
     app.router.add_post(f"{CONTROL}/clock:advance", advance)
 
 
-def _state_routes(app: web.Application, cloud: Cloud) -> None:
+def _state_routes(app: web.Application, cloud: Cloud, logs: LogStore) -> None:
     """Reset every API's state, and list or stop the running service instances."""
 
     async def reset(_: web.Request) -> web.Response:
@@ -164,7 +171,7 @@ def _state_routes(app: web.Application, cloud: Cloud) -> None:
             init = getattr(service, "init", None)
             if init:
                 init()
-        cloud.logs.reset()
+        logs.reset()
         return web.json_response({"status": "reset"})
 
     async def scale_to_zero(_: web.Request) -> web.Response:

@@ -12,16 +12,14 @@ import base64
 import io
 import tarfile
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
-from opslib.localcloud import imagebuild
 from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
-from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.errors import ApiError, invalid
-from opslib.localcloud.router import Call, Router
+from opslib.localcloud.cloud import Cloud, RunnableImage
+from opslib.localcloud.cloudbuild import imagebuild as imagebuild
+from opslib.localcloud.errors import ApiError
 
 DOCKER = ("gcr.io/cloud-builders/docker", "docker", "gcr.io/cloud-builders/docker:latest")
 TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1."
@@ -45,6 +43,14 @@ class CloudBuild(CollectionBackend):
             return digest if (self.images / digest.split(":")[1]).exists() else None
         name = image if ":" in image.rsplit("/", 1)[-1] else f"{image}:latest"
         return self.data["tags"].get(name)
+
+    def runnable(self, digest: str) -> RunnableImage:
+        """An image this registry holds, as Cloud Run starts it."""
+        image = imagebuild.load(self.images, digest)
+        bin_dir = self.images / "envs" / image.pyenv / "bin"
+        return RunnableImage(
+            image.digest, image.root, image.workdir, image.env, image.entrypoint, image.cmd, bin_dir
+        )
 
     def build(self, build_id: str) -> dict[str, Any]:
         if build_id not in self.data["builds"]:
@@ -104,7 +110,7 @@ class CloudBuild(CollectionBackend):
 
     def _execute(self, build: dict[str, Any]) -> None:
         source = build["source"]["storageSource"]
-        data = self.cloud.services["storage"].read(source["bucket"], source["object"])
+        data = self.cloud.objects.read(source["bucket"], source["object"])
         built: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="localcloud-build-") as tmp:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
@@ -146,84 +152,3 @@ class CloudBuild(CollectionBackend):
         return {
             tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest": image.digest for tag in tags
         }
-
-
-def register(router: Router, cloud: Cloud) -> CloudBuild:
-    """The backend, with its routes: builds (global or in a location), then operations."""
-    cb = CloudBuild(cloud)
-    _builds(router, cb)
-    _operations(router, cb)
-    return cb
-
-
-def _builds(router: Router, cb: CloudBuild) -> None:
-    """Create, get, list and cancel builds, under a project and under its locations."""
-    cloud = cb.cloud
-
-    async def create(call: Call) -> dict[str, Any]:
-        project = call.params["project"]
-        body = await call.json()
-        source = (body.get("source") or {}).get("storageSource") or {}
-        if not source.get("bucket") or not source.get("object"):
-            raise invalid(
-                "Build source must be a Cloud Storage object (source.storageSource).",
-                "build.source",
-            )
-        cloud.services["storage"].object(source["bucket"], source["object"])
-        for tag in body.get("images", []):
-            if "pkg.dev/" not in tag and "gcr.io/" not in tag:
-                raise invalid(
-                    f"invalid image name {tag!r}: use REGION-docker.pkg.dev/PROJECT/REPO/IMAGE",
-                    "build.images",
-                )
-        build_id, location = str(uuid.uuid4()), call.params.get("location", "global")
-        build = {
-            **body,
-            "id": build_id,
-            "projectId": project,
-            "status": "QUEUED",
-            "createTime": rfc3339(cloud.clock.now()),
-            "timeout": body.get("timeout", "3600s"),
-            "logUrl": f"{cloud.base_url}/_localcloud/builds/{build_id}",
-            "name": f"projects/{project}/locations/{location}/builds/{build_id}",
-        }
-        cb.data["builds"][build_id] = build
-        cb.save()
-        task = asyncio.create_task(cb.execute(build))
-        cb.tasks.add(task)
-        task.add_done_callback(cb.tasks.discard)
-        return cb.operation(build)
-
-    async def get(call: Call) -> dict[str, Any]:
-        return cb.build(call.params["build"])
-
-    async def list_builds(call: Call) -> dict[str, Any]:
-        project = call.params["project"]
-        builds = [b for b in cb.data["builds"].values() if b["projectId"] == project]
-        return {"builds": sorted(builds, key=lambda b: b["createTime"], reverse=True)}
-
-    async def cancel(call: Call) -> dict[str, Any]:
-        build = cb.build(call.params["build"])
-        if build["status"] in ("QUEUED", "WORKING"):
-            raise ApiError("FAILED_PRECONDITION", "localcloud cannot cancel a running build.")
-        return build
-
-    for prefix in ("/v1/projects/{project}", "/v1/projects/{project}/locations/{location}"):
-        router.add("POST", prefix + "/builds", create)
-        router.add("GET", prefix + "/builds", list_builds)
-        router.add("GET", prefix + "/builds/{build}", get)
-        router.add("POST", prefix + "/builds/{build}:cancel", cancel)
-
-
-def _operations(router: Router, cb: CloudBuild) -> None:
-    """A build's long-running operation, by the name create answered with."""
-
-    async def get_operation(call: Call) -> dict[str, Any]:
-        name = call.params["name"]
-        parts = name.split("/")
-        if len(parts) != 3 or parts[0] != "build":
-            raise ApiError("NOT_FOUND", f"Operation operations/{name} not found.")
-        build_id = base64.b64decode(parts[2] + "==").decode()
-        return cb.operation(cb.build(build_id))
-
-    router.add("GET", "/v1/operations/{name*}", get_operation)

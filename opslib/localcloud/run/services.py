@@ -1,7 +1,7 @@
 """Cloud Run v2 resources: validation with Google's rules, defaults, revisions and traffic.
 
-No I/O here: run_api turns requests into calls on these functions, run_instances runs what
-they describe.
+No I/O here: services_api and backend turn requests into calls on these functions,
+instances runs what they describe.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from opslib.localcloud import schema
 from opslib.localcloud.clock import duration_seconds, duration_text
 from opslib.localcloud.errors import ApiError, invalid
-from opslib.spec import rules as g
+from opslib.localcloud.run import rules
 
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
 INGRESS = {
@@ -57,13 +57,9 @@ OUTPUT_ONLY = RESOURCE_OUTPUT_ONLY | {
     "trafficStatuses",
     "etag",
 }
-DEFAULT_LIMITS = {"cpu": "1000m", "memory": "512Mi"}
+DEFAULT_LIMITS = {"cpu": "1000m", "memory": "512Mi"}  # Cloud Run's defaults: 1 CPU, 512Mi
 RESERVED_ANNOTATION = re.compile(
     r"^(run|cloud|serving\.knative|autoscaling\.knative)\.(googleapis\.com|dev)/"
-)
-RESERVED_ENV_MESSAGE = (
-    "The following reserved env names were provided: {names}. These values are automatically "
-    "set by the system."
 )
 
 
@@ -177,11 +173,11 @@ def check_annotations(annotations: Any, field: str) -> None:
 
 @contextlib.contextmanager
 def rule_checked(where: str, field: str) -> Iterator[None]:
-    """A spec rule broken inside the block is Google's 400: `{where}: {rule}` on `field`."""
+    """A Cloud Run rule broken inside the block is Google's 400: `{where}: {message}`."""
     try:
         yield
-    except g.RuleBroken as exc:
-        raise invalid(f"{where}: {exc.rule}", field) from None
+    except rules.RuleError as exc:
+        raise invalid(f"{where}: {exc}", field) from None
 
 
 def only_container(containers: list[dict[str, Any]], field: str, per: str) -> dict[str, Any]:
@@ -198,20 +194,20 @@ def _template(template: dict[str, Any]) -> dict[str, Any]:
         template.get("containers") or [], "service.template.containers", "revision"
     )
     out = dict(template)
-    timeout = duration_seconds(template.get("timeout"), 300)
-    if not 1 <= timeout <= 3600:
+    timeout = duration_seconds(template.get("timeout"), rules.REQUEST_TIMEOUT_DEFAULT)
+    if not 1 <= timeout <= rules.REQUEST_TIMEOUT_MOST:
         raise invalid(
             "service.template.timeout must be between 1s and 3600s.", "service.template.timeout"
         )
     out["timeout"] = duration_text(timeout)
     container = _container(first)
     out["containers"] = [container]
-    cpu = g.parse_cpu(container["resources"]["limits"]["cpu"])
+    limits = container["resources"]["limits"]
+    cpu = rules.cpu(limits["cpu"])
     concurrency = int(template.get("maxInstanceRequestConcurrency") or (80 if cpu >= 1 else 1))
-    memory = container["resources"]["limits"]["memory"]
     where = "service.template.containers"
-    with rule_checked(f"{where}[0].resources", f"{where}.resources"):
-        g.check_cpu_memory(cpu, g.parse_memory(memory), concurrency)
+    with rule_checked(f"{where}[0].resources.limits", f"{where}.resources"):
+        rules.check_limits(cpu, rules.memory(limits["memory"]), concurrency)
     out["maxInstanceRequestConcurrency"] = concurrency
     scaling = dict(template.get("scaling") or {})
     scaling.setdefault("maxInstanceCount", 100)
@@ -229,34 +225,29 @@ def _container(container: dict[str, Any]) -> dict[str, Any]:
         raise invalid(
             "service.template.containers[0].image is required.", "service.template.containers.image"
         )
-    reserved = [e.get("name") for e in out.get("env", []) if e.get("name") in g.RESERVED_ENV]
-    if reserved:
-        raise invalid(
-            RESERVED_ENV_MESSAGE.format(names=", ".join(reserved)),
-            "service.template.containers.env",
-        )
-    for var in out.get("env", []):
-        ref = (var.get("valueSource") or {}).get("secretKeyRef")
-        if ref is not None and (
-            not ref.get("secret")
-            or not re.match(r"^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]{1,255}$", ref["secret"])
-        ):
-            raise invalid(
-                f"Invalid secret reference for env {var.get('name')}: {ref.get('secret')!r}.",
-                "service.template.containers.env",
-            )
+    check_env(out.get("env", []), rules.SERVICE_RESERVED_ENV, "service.template.containers")
     resources = dict(out.get("resources") or {})
     limits = {**DEFAULT_LIMITS, **(resources.get("limits") or {})}
     where = "service.template.containers"
     with rule_checked(f"{where}[0].resources.limits", f"{where}.resources"):
-        g.parse_cpu(limits["cpu"])
-        g.parse_memory(limits["memory"])
+        rules.cpu(limits["cpu"])
+        rules.memory(limits["memory"])
     resources["limits"] = limits
     resources.setdefault("cpuIdle", True)
     resources.setdefault("startupCpuBoost", False)
     out["resources"] = resources
     out.setdefault("ports", [{"name": "http1", "containerPort": 8080}])
     return out
+
+
+def check_env(env: list[dict[str, Any]], reserved: tuple[str, ...], where: str) -> None:
+    """A container's env: no name Cloud Run sets itself, secret references well formed."""
+    with rule_checked(where, f"{where}.env"):
+        rules.check_env([str(var.get("name")) for var in env], reserved)
+        for var in env:
+            ref = (var.get("valueSource") or {}).get("secretKeyRef")
+            if ref is not None:
+                rules.check_secret_reference(str(var.get("name")), ref.get("secret"))
 
 
 def _traffic(traffic: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,9 +1,9 @@
-"""Cloud Run Admin API v2: services as long-running operations, revisions, IAM.
+"""Cloud Run Admin API v2 backend: services, revisions and operations, and their rollouts.
 
 Create and update answer an unfinished Operation; the rollout (start the new revision's
 instance, wait for it to listen) runs in the background and `operations.get` reports it done,
 with the Service or with the revision's failure. A revision that fails leaves traffic on the
-last good revision. Each service has its own URL: a port on 127.0.0.1 served by run_front.
+last good revision. Each service has its own URL: a port on 127.0.0.1 served by `front`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import contextlib
 import uuid
 from typing import Any
 
-from opslib.localcloud import iam_policy, resources, run_model
+from opslib.localcloud import resources
 from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
-from opslib.localcloud.router import Call, Router
-from opslib.localcloud.run_instances import Instances, StartFailed, _free_port
+from opslib.localcloud.run import services
+from opslib.localcloud.run.container import StartFailed
+from opslib.localcloud.run.instances import Instances, free_port
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
 
@@ -33,7 +34,7 @@ class RunBackend(CollectionBackend):
     def __init__(self, cloud: Cloud) -> None:
         super().__init__(cloud)
         self.instances = Instances(cloud)
-        self.front: Any = None  # run_front.Front, set by the server
+        self.front: Any = None  # front.Front, set by the server
         self.tasks: set[asyncio.Task[None]] = set()
 
     def service(self, name: str) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class RunBackend(CollectionBackend):
 
     def new_service(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         now = rfc3339(self.cloud.clock.now())
-        port = _free_port()
+        port = free_port()
         service = {
             "name": name,
             "uid": str(uuid.uuid4()),
@@ -92,9 +93,9 @@ class RunBackend(CollectionBackend):
     def apply(self, service: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         """Record a new spec; start a rollout; return the operation."""
         old_template = service.get("template")
-        new_revision = old_template is None or run_model.template_key(
+        new_revision = old_template is None or services.template_key(
             old_template
-        ) != run_model.template_key(spec["template"])
+        ) != services.template_key(spec["template"])
         service.update(spec)
         service["generation"] = str(int(service["generation"]) + 1)
         service["updateTime"] = rfc3339(self.cloud.clock.now())
@@ -132,7 +133,7 @@ class RunBackend(CollectionBackend):
     def _create_revision(self, service: dict[str, Any]) -> dict[str, Any]:
         service_id = service["name"].rsplit("/", 1)[-1]
         template = service["template"]
-        short = template.get("revision") or run_model.revision_name(
+        short = template.get("revision") or services.revision_name(
             service_id, int(service["generation"])
         )
         name = f"{service['name']}/revisions/{short}"
@@ -164,7 +165,7 @@ class RunBackend(CollectionBackend):
 
     async def _start(self, service: dict[str, Any], revision: dict[str, Any]) -> None:
         image = revision["containers"][0]["image"]
-        digest = self.cloud.services["cloudbuild"].resolve_image(image)
+        digest = self.cloud.registry.resolve_image(image)
         short = revision["name"].rsplit("/", 1)[-1]
         if digest is None:
             raise failed_precondition(
@@ -172,7 +173,11 @@ class RunBackend(CollectionBackend):
                 f"Image '{image}' not found."
             )
         revision["_imageDigest"] = digest
-        revision["imageDigest"] = digest
+        # Where Run v2 reports the resolved digest: ContainerStatus, one per container.
+        name = revision["containers"][0].get("name") or ""
+        revision["containerStatuses"] = [
+            {**({"name": name} if name else {}), "imageDigest": digest}
+        ]
         try:
             await self.instances.start(revision)
         except StartFailed as exc:
@@ -209,8 +214,8 @@ class RunBackend(CollectionBackend):
         good = service.get("latestReadyRevision")
         if good:  # traffic stays where it was: pin it to the last good revision
             service["traffic"] = [
-                {**t, "type": run_model.BY_REVISION, "revision": good.rsplit("/", 1)[-1]}
-                if t["type"] == run_model.LATEST
+                {**t, "type": services.BY_REVISION, "revision": good.rsplit("/", 1)[-1]}
+                if t["type"] == services.LATEST
                 else t
                 for t in service["traffic"]
             ]
@@ -237,7 +242,7 @@ class RunBackend(CollectionBackend):
                 "type": t["type"],
                 "percent": t["percent"],
                 "revision": (latest or "").rsplit("/", 1)[-1]
-                if t["type"] == run_model.LATEST
+                if t["type"] == services.LATEST
                 else t.get("revision"),
                 **({"tag": t["tag"]} if t.get("tag") else {}),
             }
@@ -250,9 +255,9 @@ class RunBackend(CollectionBackend):
         base = service["name"] + "/revisions/"
         latest = service.get("latestReadyRevision")
         return {
-            latest if t["type"] == run_model.LATEST else base + t["revision"]
+            latest if t["type"] == services.LATEST else base + t["revision"]
             for t in service.get("traffic", [])
-            if t["percent"] and (t["type"] != run_model.LATEST or latest)
+            if t["percent"] and (t["type"] != services.LATEST or latest)
         }
 
     def warm(self) -> set[str]:
@@ -291,154 +296,3 @@ def _default_account(cloud: Cloud, service: dict[str, Any]) -> str:
     """Cloud Run's default runtime identity: the Compute Engine default service account."""
     number = cloud.project_number(service["name"].split("/")[1])
     return f"{number}-compute@developer.gserviceaccount.com"
-
-
-def register(router: Router, cloud: Cloud) -> RunBackend:
-    """Serve the services, IAM, revisions and operations routes; the server keeps the backend."""
-    run = RunBackend(cloud)
-    base = "/v2/projects/{project}/locations/{location}"
-    _services(router, run, base)
-    _service_changes(router, run, base)
-    iam_policy.routes(
-        router,
-        base + "/services/{service}",
-        lambda call: run.service(_service_name(call)),
-        run.save,
-    )
-    _revisions(router, run, base)
-    _operations(router, run, base)
-    return run
-
-
-def _service_name(call: Call) -> str:
-    """The service a call's path names."""
-    return f"{resources.parent(call)}/services/{call.params['service']}"
-
-
-def _services(router: Router, run: RunBackend, base: str) -> None:
-    """Create, read and list services."""
-
-    async def create(call: Call) -> dict[str, Any]:
-        service_id = call.query.get("serviceId", "")
-        run_model.check_service_id(service_id)
-        name = f"{resources.parent(call)}/services/{service_id}"
-        spec = run_model.normalize(await call.json())
-        if name in run.data["services"]:
-            raise already_exists(f"Resource '{name}' already exists.")
-        if call.query.get("validateOnly") == "true":
-            return {
-                "name": f"{name}/operations/validate",
-                "done": True,
-                "response": {"@type": TYPE + "Service", **spec, "name": name},
-            }
-        return run.apply(run.new_service(name, spec), spec)
-
-    async def get(call: Call) -> dict[str, Any]:
-        return run.view(run.service(_service_name(call)))
-
-    async def list_services(call: Call) -> dict[str, Any]:
-        prefix = f"{resources.parent(call)}/services/"
-        items = [run.view(s) for n, s in run.data["services"].items() if n.startswith(prefix)]
-        return {"services": sorted(items, key=lambda s: s["createTime"], reverse=True)}
-
-    router.add("POST", base + "/services", create)
-    router.add("GET", base + "/services", list_services)
-    router.add("GET", base + "/services/{service}", get)
-
-
-def _service_changes(router: Router, run: RunBackend, base: str) -> None:
-    """Update and delete a service."""
-
-    async def patch(call: Call) -> dict[str, Any]:
-        name = _service_name(call)
-        spec = run_model.normalize(await call.json())
-        if name not in run.data["services"]:
-            if call.query.get("allowMissing") != "true":
-                raise resources.not_found(name)
-            return run.apply(run.new_service(name, spec), spec)
-        service = run.service(name)
-        if service.get("reconciling"):
-            raise ApiError(
-                "FAILED_PRECONDITION",
-                f"Service {name} is being updated; wait for the operation to finish.",
-            )
-        return run.apply(service, spec)
-
-    async def delete(call: Call) -> dict[str, Any]:
-        service = run.service(_service_name(call))
-        for revision in [
-            r for r in run.data["revisions"].values() if r["service"] == service["name"]
-        ]:
-            await run.instances.stop(revision["name"])
-            del run.data["revisions"][revision["name"]]
-        if run.front:
-            await run.front.remove(service)
-        del run.data["services"][service["name"]]
-        op = run.operation(service)
-        run.finish(op, service)
-        return op
-
-    router.add("PATCH", base + "/services/{service}", patch)
-    router.add("DELETE", base + "/services/{service}", delete)
-
-
-def _revisions(router: Router, run: RunBackend, base: str) -> None:
-    """A service's revisions: list, read, delete."""
-
-    async def get_revision(call: Call) -> dict[str, Any]:
-        return run.view(run.revision(f"{_service_name(call)}/revisions/{call.params['revision']}"))
-
-    async def list_revisions(call: Call) -> dict[str, Any]:
-        name = _service_name(call)
-        run.service(name)
-        items = [run.view(r) for r in run.data["revisions"].values() if r["service"] == name]
-        return {"revisions": sorted(items, key=lambda r: r["createTime"], reverse=True)}
-
-    async def delete_revision(call: Call) -> dict[str, Any]:
-        service = run.service(_service_name(call))
-        name = f"{service['name']}/revisions/{call.params['revision']}"
-        revision = run.revision(name)
-        if name in run.serving(service):
-            raise failed_precondition(
-                f"Revision {call.params['revision']} is serving traffic and cannot be deleted."
-            )
-        await run.instances.stop(name)
-        del run.data["revisions"][name]
-        run.save()
-        return {
-            "name": f"{name}/operations/delete",
-            "done": True,
-            "response": {"@type": TYPE + "Revision", **run.view(revision)},
-        }
-
-    router.add("GET", base + "/services/{service}/revisions", list_revisions)
-    router.add("GET", base + "/services/{service}/revisions/{revision}", get_revision)
-    router.add("DELETE", base + "/services/{service}/revisions/{revision}", delete_revision)
-
-
-def _operations(router: Router, run: RunBackend, base: str) -> None:
-    """The long-running operations of services and jobs (jobs_backend stores its own here)."""
-
-    async def get_operation(call: Call) -> dict[str, Any]:
-        name = f"{resources.parent(call)}/operations/{call.params['operation']}"
-        if name not in run.data["operations"]:
-            raise ApiError("NOT_FOUND", f"Operation {name} not found.")
-        return run.data["operations"][name]
-
-    async def wait_operation(call: Call) -> dict[str, Any]:
-        for _ in range(600):
-            op = await get_operation(call)
-            if op["done"]:
-                return op
-            await asyncio.sleep(0.1)
-        return await get_operation(call)
-
-    async def list_operations(call: Call) -> dict[str, Any]:
-        prefix = f"{resources.parent(call)}/operations/"
-        return {
-            "operations": [o for n, o in run.data["operations"].items() if n.startswith(prefix)]
-        }
-
-    router.add("GET", base + "/operations", list_operations)
-    router.add("GET", base + "/operations/{operation}", get_operation)
-    router.add("POST", base + "/operations/{operation}:wait", wait_operation)

@@ -8,7 +8,7 @@ The rules:
   change; it finishes when the execution does: with the Execution as `response` when it
   succeeded or was cancelled, with an `error` (the failed task's code and Cloud Run's message)
   when a task ran out of retries.
-- Operations live with the services' ones (run_api), so one `operations.get` serves both.
+- Operations live with the services' ones (backend), so one `operations.get` serves both.
 - An execution left unfinished by a previous localcloud process (stopped or killed) is marked
   cancelled when localcloud starts again; finished executions and their tasks are kept.
 - Who may call `:run` is jobs_iam's business; names and shapes are jobs_model's and
@@ -21,14 +21,14 @@ import asyncio
 import uuid
 from typing import Any
 
-from opslib.localcloud import executions_model as x
-from opslib.localcloud import jobs_model as m
 from opslib.localcloud import resources
 from opslib.localcloud.backend import CollectionBackend
 from opslib.localcloud.clock import parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import RPC_CODE, ApiError
-from opslib.localcloud.jobs_runner import CANCELLED, Outcome, Runner
+from opslib.localcloud.run import executions as x
+from opslib.localcloud.run import jobs as m
+from opslib.localcloud.run.tasks import CANCELLED, Outcome, Runner
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
 INTERRUPTED = "localcloud stopped while the execution ran."
@@ -84,7 +84,7 @@ class JobsBackend(CollectionBackend):
     # Operations -------------------------------------------------------------------------
 
     def operation(self, kind: str, resource: dict[str, Any], done: bool = False) -> dict[str, Any]:
-        """A new Operation on `resource` (a Job or an Execution), stored with run_api's."""
+        """A new Operation on `resource` (a Job or an Execution), stored with the services' ones."""
         location = "/".join(resource["name"].split("/")[:4])
         op = {
             "name": f"{location}/operations/{uuid.uuid4()}",
@@ -153,7 +153,7 @@ class JobsBackend(CollectionBackend):
         if job is None or not job.get("reconciling"):
             return
         image = job["template"]["template"]["containers"][0]["image"]
-        missing = self.cloud.services["cloudbuild"].resolve_image(image) is None
+        missing = self.cloud.registry.resolve_image(image) is None
         message = f"Image '{image}' not found."
         state = "CONDITION_FAILED" if missing else "CONDITION_SUCCEEDED"
         extra = {"reason": "CONTAINER_MISSING", "message": message} if missing else {}

@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opslib.localcloud import executions_model as x
-from opslib.localcloud import iam_policy, jobs_iam, resources
-from opslib.localcloud import jobs_model as m
+from opslib.localcloud import resources
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists
-from opslib.localcloud.jobs_backend import TYPE, JobsBackend, view
 from opslib.localcloud.router import Call, Router
+from opslib.localcloud.run import executions as x
+from opslib.localcloud.run import iam, jobs_iam
+from opslib.localcloud.run import jobs as m
+from opslib.localcloud.run.jobs_backend import TYPE, JobsBackend, view
 
 BASE = "/v2/projects/{project}/locations/{location}/jobs"
 EXECUTION = BASE + "/{job}/executions/{execution}"
@@ -75,7 +76,7 @@ def register(router: Router, cloud: Cloud, run: Any) -> JobsBackend:
     _job_routes(router, jobs)
     _change_routes(router, jobs)
     _run_routes(router, jobs)
-    iam_policy.routes(router, BASE + "/{job}", lambda call: jobs.job(_job_name(call)), jobs.save)
+    iam.routes(router, BASE + "/{job}", lambda call: jobs.job(_job_name(call)), jobs.save)
     _execution_routes(router, jobs)
     return jobs
 

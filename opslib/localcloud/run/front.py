@@ -15,10 +15,11 @@ import os
 import time
 from typing import Any
 
-from opslib.localcloud import run_model, tokens
+from opslib.localcloud import tokens
 from opslib.localcloud.clock import duration_seconds
 from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.upstream import Listener, Pool, Request, Response
+from opslib.localcloud.run import services
+from opslib.localcloud.run.upstream import Listener, Pool, Request, Response
 
 HOP_BY_HOP = {
     "connection",
@@ -177,7 +178,7 @@ class Front:
             listener.reply(request, *_text(404, "Service not found\n"))
             return
         refused = self._authorized(service, request)
-        revision = self.run.data["revisions"].get(run_model.pick(service) or "")
+        revision = self.run.data["revisions"].get(services.pick(service) or "")
         if refused:
             page = FORBIDDEN if refused[0] == 403 else UNAUTHORIZED
             reply = _text(refused[0], page.format(path=request.path), "text/html; charset=UTF-8")

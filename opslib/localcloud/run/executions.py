@@ -11,7 +11,7 @@ writes them.
   left out, as proto3 JSON leaves out defaults.
 - A task's `lastAttemptResult` holds the attempt's status (code 0 = OK), `exitCode` and, for a
   process that was stopped, `termSignal`.
-No I/O here: jobs_backend keeps them, jobs_runner changes them.
+No I/O here: jobs_backend keeps them, tasks changes them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import string
 import uuid
 from typing import Any
 
-from opslib.localcloud.jobs_model import condition, etag
+from opslib.localcloud.run.jobs import condition, etag
 
 
 def execution_id(job_id: str, taken: set[str]) -> str:

@@ -24,19 +24,12 @@ import re
 import uuid
 from typing import Any
 
-from opslib.localcloud import run_model, schema
+from opslib.localcloud import schema
 from opslib.localcloud.clock import duration_seconds, duration_text
 from opslib.localcloud.errors import ApiError, invalid
-from opslib.spec import rules as g
+from opslib.localcloud.run import rules, services
 
 JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-RESERVED_ENV = (
-    "CLOUD_RUN_JOB",
-    "CLOUD_RUN_EXECUTION",
-    "CLOUD_RUN_TASK_INDEX",
-    "CLOUD_RUN_TASK_ATTEMPT",
-    "CLOUD_RUN_TASK_COUNT",
-)
 LAUNCH_STAGES = {
     0: "LAUNCH_STAGE_UNSPECIFIED",
     1: "EARLY_ACCESS",
@@ -53,8 +46,8 @@ ENVIRONMENTS = {
     1: "EXECUTION_ENVIRONMENT_GEN1",
     2: "EXECUTION_ENVIRONMENT_GEN2",
 }
-TIMEOUT_GA, TIMEOUT_PREVIEW = g.TASK_TIMEOUT_MAX, 168 * 3600
-OUTPUT_ONLY = run_model.RESOURCE_OUTPUT_ONLY | {"executionCount", "latestCreatedExecution"}
+TIMEOUT_GA, TIMEOUT_PREVIEW = rules.TASK_TIMEOUT_GA, rules.TASK_TIMEOUT_PREVIEW
+OUTPUT_ONLY = services.RESOURCE_OUTPUT_ONLY | {"executionCount", "latestCreatedExecution"}
 _A = schema.ANY
 TASK_TEMPLATE_SCHEMA: dict[str, Any] = {
     k: _A
@@ -70,7 +63,7 @@ TASK_TEMPLATE_SCHEMA: dict[str, Any] = {
         "gpuZonalRedundancyDisabled",
     )
 }
-TASK_TEMPLATE_SCHEMA["containers"] = [run_model.CONTAINER_SCHEMA]
+TASK_TEMPLATE_SCHEMA["containers"] = [services.CONTAINER_SCHEMA]
 EXECUTION_TEMPLATE_SCHEMA: dict[str, Any] = {
     "labels": _A,
     "annotations": _A,
@@ -133,7 +126,7 @@ def normalize(body: dict[str, Any], account: str) -> dict[str, Any]:
             "localcloud does not emulate start_execution_token / run_execution_token; "
             "call jobs.run after the job is created.",
         )
-    run_model.check_annotations(spec.get("annotations"), "job.annotations")
+    services.check_annotations(spec.get("annotations"), "job.annotations")
     stage = schema.enum_name(spec.get("launchStage") or "GA", LAUNCH_STAGES, "job.launch_stage")
     spec["launchStage"] = "GA" if stage == LAUNCH_STAGES[0] else stage
     if not isinstance(spec.get("template"), dict):
@@ -144,7 +137,7 @@ def normalize(body: dict[str, Any], account: str) -> dict[str, Any]:
 
 def _execution_template(template: dict[str, Any], stage: str, account: str) -> dict[str, Any]:
     out = dict(template)
-    run_model.check_annotations(out.get("annotations"), "job.template.annotations")
+    services.check_annotations(out.get("annotations"), "job.template.annotations")
     out["taskCount"] = task_count(out.get("taskCount"), "job.template.task_count")
     parallelism = _integer(out.get("parallelism") or 0, "job.template.parallelism")
     if not 0 <= parallelism <= out["taskCount"]:
@@ -166,12 +159,14 @@ def _execution_template(template: dict[str, Any], stage: str, account: str) -> d
 def _task_template(template: dict[str, Any], stage: str, account: str) -> dict[str, Any]:
     out = dict(template)
     containers = out.get("containers") or []
-    first = run_model.only_container(containers, "job.template.template.containers", "task")
+    first = services.only_container(containers, "job.template.template.containers", "task")
     out["containers"] = [_container(first)]
-    retries = _integer(out.get("maxRetries", 3), "job.template.template.max_retries")
-    if not 0 <= retries <= g.TASK_RETRIES_MAX:
+    retries = _integer(
+        out.get("maxRetries", rules.RETRIES_DEFAULT), "job.template.template.max_retries"
+    )
+    if not 0 <= retries <= rules.RETRIES_MOST:
         raise invalid(
-            f"job.template.template.max_retries must be between 0 and {g.TASK_RETRIES_MAX}.",
+            f"job.template.template.max_retries must be between 0 and {rules.RETRIES_MOST}.",
             "job.template.template.max_retries",
         )
     out["maxRetries"] = retries
@@ -189,21 +184,11 @@ def _container(container: dict[str, Any]) -> dict[str, Any]:
     where = "job.template.template.containers"
     if not out.get("image"):
         raise invalid(f"{where}[0].image is required.", f"{where}.image")
-    names = [e.get("name") for e in out.get("env", [])]
-    reserved = [n for n in names if n in RESERVED_ENV]
-    if reserved:
-        raise invalid(run_model.RESERVED_ENV_MESSAGE.format(names=", ".join(reserved)), where)
-    for var in out.get("env", []):
-        ref = (var.get("valueSource") or {}).get("secretKeyRef")
-        if ref is not None and not g.SECRET_ID.match(str(ref.get("secret", "")).split("/")[-1]):
-            raise invalid(
-                f"Invalid secret reference for env {var.get('name')}: {ref.get('secret')!r}.",
-                f"{where}.env",
-            )
+    services.check_env(out.get("env", []), rules.JOB_RESERVED_ENV, where)
     resources = dict(out.get("resources") or {})
-    limits = {**run_model.DEFAULT_LIMITS, **(resources.get("limits") or {})}
-    with run_model.rule_checked(f"{where}[0].resources", f"{where}.resources"):
-        g.check_cpu_memory(g.parse_cpu(limits["cpu"]), g.parse_memory(limits["memory"]), None)
+    limits = {**services.DEFAULT_LIMITS, **(resources.get("limits") or {})}
+    with services.rule_checked(f"{where}[0].resources.limits", f"{where}.resources"):
+        rules.check_limits(rules.cpu(limits["cpu"]), rules.memory(limits["memory"]), None)
     resources["limits"] = limits
     out["resources"] = resources
     return out
@@ -219,15 +204,15 @@ def _integer(value: Any, field: str) -> int:
 def task_count(value: Any, field: str) -> int:
     """taskCount: 1 when unset (0), at most 10,000."""
     count = _integer(value or 1, field)
-    if not 1 <= count <= g.TASKS_MAX:
-        raise invalid(f"{field} must be between 1 and {g.TASKS_MAX}, got {count}.", field)
+    if not 1 <= count <= rules.TASKS_MOST:
+        raise invalid(f"{field} must be between 1 and {rules.TASKS_MOST}, got {count}.", field)
     return count
 
 
 def task_timeout(value: Any, stage: str, field: str) -> str:
     """The task timeout as a Duration: 600s by default, 1s-24h (168h in a preview stage)."""
     try:
-        seconds = duration_seconds(value, float(g.TASK_TIMEOUT_DEFAULT))
+        seconds = duration_seconds(value, float(rules.TASK_TIMEOUT_DEFAULT))
     except ValueError:
         raise invalid(
             f"Invalid value at '{field}' (type.googleapis.com/google.protobuf.Duration)", field

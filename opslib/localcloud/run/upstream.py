@@ -8,6 +8,10 @@ StreamReader in between (streams cost ~50k more CPU instructions per request, ca
 Both peers are local and speak plain HTTP/1.1, so this handles exactly that: request and
 response heads, Content-Length and chunked bodies, keep-alive, and responses delimited by
 connection close.
+
+Over 400 lines on purpose: both peers (Listener, and _Exchange/_Upstream/Pool) share the head
+and chunked-body parsers of this module, and each protocol class is one state machine; split
+in two, the parsers would sit apart from the only code that calls them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -28,7 +27,8 @@ from opslib.localcloud import tokens
 from opslib.localcloud.clock import duration_seconds, parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import RPC_CODE
-from opslib.localcloud.scheduler import Scheduler, zone_name
+from opslib.localcloud.scheduler import rules
+from opslib.localcloud.scheduler.jobs import Scheduler
 from opslib.localcloud.schema import b64decode
 
 HTTP_TO_RPC = {
@@ -138,7 +138,7 @@ class Runner:
                 when = self.cloud.clock.now() if forced else parse_rfc3339(job["scheduleTime"])
                 pending = Pending(now, 1, now, when)
                 if not forced:
-                    job["scheduleTime"] = self.scheduler.next_run(job)
+                    self.scheduler.reschedule(job)
             task = asyncio.create_task(self._attempt(name, pending))
             self.running[name] = task
             task.add_done_callback(lambda _, n=name: self.running.pop(n, None))
@@ -236,7 +236,7 @@ class Runner:
 
     def _headers(self, job: dict[str, Any], pending: Pending) -> dict[str, str]:
         target = job["httpTarget"]
-        zone = ZoneInfo(zone_name(job))
+        zone = rules.zone(job.get("timeZone"))
         scheduled = pending.schedule_time.astimezone(zone).isoformat(timespec="seconds")
         headers = {
             **target.get("headers", {}),

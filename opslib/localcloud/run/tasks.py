@@ -3,7 +3,7 @@
 The rules:
 - An execution runs its `taskCount` tasks, at most `parallelism` at once (all of them when 0).
 - A task attempt is the container's `command` + `args` (else the image's ENTRYPOINT + CMD),
-  started in the image's folder and venv as service instances are (run_instances), with the
+  started in the image's folder and venv as service instances are (`container`), with the
   container's env and secrets (read once, when the execution starts), the metadata-server
   variables, and CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX,
   CLOUD_RUN_TASK_ATTEMPT (from 0) and CLOUD_RUN_TASK_COUNT.
@@ -15,7 +15,7 @@ The rules:
 - Each stdout/stderr line is a `run.googleapis.com/stdout|stderr` entry on resource
   `cloud_run_job` {project_id, job_name, location}, labelled with the execution, task index and
   attempt, parsed as service logs are (a JSON line becomes jsonPayload with its severity).
-Timestamps come from localcloud's clock; the backend (jobs_api) records every state change.
+Timestamps come from localcloud's clock; the backend (`jobs_backend`) records every state change.
 """
 
 from __future__ import annotations
@@ -28,9 +28,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from opslib.localcloud import imagebuild, run_instances
 from opslib.localcloud.clock import duration_seconds
 from opslib.localcloud.cloud import Cloud
+from opslib.localcloud.run.container import (
+    StartFailed,
+    command_line,
+    container_env,
+    log_line,
+    platform_env,
+    pump,
+)
 
 KILL_GRACE = float(os.environ.get("LOCALCLOUD_JOB_KILL_GRACE_SECONDS", "10"))
 EXITED = "The container exited with an error."
@@ -124,16 +131,16 @@ class Runner:
     def _prepare(self, execution: dict[str, Any]) -> Launch:
         """Resolve the image and the secrets once, as Cloud Run does when provisioning."""
         container = execution["template"]["containers"][0]
-        digest = self.cloud.services["cloudbuild"].resolve_image(container["image"])
+        digest = self.cloud.registry.resolve_image(container["image"])
         if digest is None:
             raise Unavailable("CONTAINER_MISSING", f"Image '{container['image']}' not found.")
-        image = imagebuild.load(self.cloud.services["cloudbuild"].images, digest)
+        image = self.cloud.registry.runnable(digest)
         _, project, _, location, _, job_id, _, short = execution["name"].split("/")
         try:
-            env = run_instances.container_env(self.cloud, image, container, project, "Execution")
-        except run_instances.StartFailed as exc:
+            env = container_env(self.cloud, image, container, project, "Execution")
+        except StartFailed as exc:
             raise Unavailable("SECRETS_ACCESS_CHECK_FAILED", str(exc)) from None
-        env.update(run_instances.platform_env(self.cloud, project))
+        env.update(platform_env(self.cloud, project))
         env.update(
             {
                 "CLOUD_RUN_JOB": job_id,
@@ -143,7 +150,7 @@ class Runner:
         )
         labels = {"project_id": project, "job_name": job_id, "location": location}
         return Launch(
-            run_instances.command_line(self.cloud, image, container),
+            command_line(self.cloud, image, container),
             str(image.root / image.workdir.lstrip("/")),
             env,
             {"type": "cloud_run_job", "labels": labels},
@@ -232,9 +239,9 @@ class Runner:
                 "resource": launch.resource,
                 "labels": dict(labels),
             }
-            self.cloud.logs.write(run_instances.log_line(self.cloud, entry, text))
+            self.cloud.logs.write(log_line(self.cloud, entry, text))
 
-        await run_instances.pump(stream, write)
+        await pump(stream, write)
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:

@@ -2,7 +2,7 @@
 
 Cloud Run services and jobs serve these three the same way (the policy kept on the resource
 as `_iam`, a stale `etag` refused with 409 ABORTED, every requested `run.*` permission granted),
-so run_api and jobs_api register them from here instead of each keeping its own copy.
+so services_api and jobs_api register them from here instead of each keeping its own copy.
 """
 
 from __future__ import annotations

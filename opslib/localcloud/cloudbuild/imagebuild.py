@@ -27,7 +27,7 @@ from pathlib import Path
 import pathspec
 from dockerfile_parse import DockerfileParser
 
-from opslib.localcloud.pyenv import ResolveError, ensure_env
+from opslib.localcloud.cloudbuild.pyenv import ResolveError, ensure_env
 
 IGNORED = {"EXPOSE", "LABEL", "USER", "HEALTHCHECK", "STOPSIGNAL", "MAINTAINER", "VOLUME"}
 
