@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from opslib.spec import cron
+from opslib.spec import cron, defaults
 from opslib.spec import rules as g
 from opslib.spec.rules import RuleBroken
 
@@ -213,9 +213,7 @@ class Job(_Model):
         if self.task_timeout is not None:
             return self.task_timeout
         expected = self.expected_duration or 0
-        return float(
-            min(g.TASK_TIMEOUT_MAX, max(g.TASK_TIMEOUT_DEFAULT, math.ceil(expected * 1.5)))
-        )
+        return float(min(g.TASK_TIMEOUT_MAX, max(defaults.TASK_TIMEOUT, math.ceil(expected * 1.5))))
 
     @property
     def module(self) -> str:
@@ -283,7 +281,7 @@ class Schedule(_Model):
     """The Cloud Scheduler HTTP job that calls the route."""
 
     cron: str
-    time_zone: str = "Etc/UTC"
+    time_zone: str = defaults.TIME_ZONE
     attempt_deadline: Duration = 180
     http_method: Literal["POST", "GET", "HEAD", "PUT", "DELETE", "PATCH"] = "POST"
     body: dict[str, Any] = Field(default_factory=dict)
@@ -374,7 +372,7 @@ def _not_json(value: object, where: str = "body") -> tuple[str, str] | None:
 class Deploy(_Model):
     """The Cloud Run service's resources and environment."""
 
-    memory: Memory = Field(default="512Mi")
+    memory: Memory = Field(default=defaults.MEMORY)
     cpu: Cpu = Field(default="1")
     timeout: Duration = 300
     min_instances: int = 0
@@ -428,7 +426,7 @@ class Deploy(_Model):
 
     @property
     def effective_concurrency(self) -> int:
-        return self.concurrency or (80 if self.cpu >= 1 else 1)
+        return self.concurrency or defaults.concurrency(float(self.cpu))
 
 
 class Spec(_Model):

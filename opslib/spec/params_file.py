@@ -23,13 +23,13 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from opslib.core.fsutil import atomic_write
 from opslib.core.plan import Change
-from opslib.spec import cron
+from opslib.spec import cron, defaults
 from opslib.spec.loader import load_spec, load_spec_text
 from opslib.spec.model import Spec
 from opslib.spec.rules import RuleBroken
 
 STEP = "parameters"
-DEFAULT_TIME_ZONE = "Etc/UTC"  # Schedule.time_zone's default when the key is absent
+DEFAULT_TIME_ZONE = defaults.TIME_ZONE  # Schedule.time_zone's default when the key is absent
 
 
 def current_schedule(path: str | Path) -> tuple[str, str]:
