@@ -19,7 +19,8 @@ from opslib.spec.loader import load_spec
 from opslib.spec.model import Job, Spec
 from opslib.steps.endpoint import remove as endpoint_remove
 from opslib.steps.endpoint import serve as localserve
-from opslib.steps.endpoint.patch import ensure_imports, patch_endpoint
+from opslib.steps.endpoint.imports import ensure_imports
+from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.endpoint.remove import plan_removal, remove_job
 from opslib.steps.endpoint.source import parse
 from opslib.steps.scaffold import scaffold

@@ -23,7 +23,7 @@ from opslib.core.errors import BadInput, OpslibError
 from opslib.core.plan import Change, Plan
 from opslib.localcloud import control
 from opslib.spec.loader import load_spec
-from opslib.steps import secrets
+from opslib.steps import dotenv, secrets
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ SKIPPED_{s}=not imported
 
 def test_parse_env_without_keys_reads_every_line(tmp_path):
     path = write_env(tmp_path, "A=1\nexport B='2'\n# C=3\nD=\"4\" # four\n")
-    entries = secrets.parse_env(path)
+    entries = dotenv.parse_env(path)
     assert [(e.key, e.line, e.value) for e in entries] == [
         ("A", 1, "1"),
         ("B", 2, "2"),
@@ -318,7 +318,7 @@ def exercise(clients: Clients, secret_id: str, value: str, env_path: Path) -> li
     good = env_path.with_name("good.env")
     good.write_text(env_path.read_text().splitlines()[0] + "\n")
     plan = secrets.import_env(clients, PROJECT, good)
-    shown += [plan, plan.to_frame().to_string(), secrets.parse_env(good)]
+    shown += [plan, plan.to_frame().to_string(), dotenv.parse_env(good)]
     errors: list[BaseException] = []
     for attempt in (
         lambda: secrets.import_env(clients, PROJECT, env_path),

@@ -34,7 +34,7 @@ from opslib.spec.loader import load_spec
 from opslib.spec.pricing import min_instance_cost
 from opslib.spec.rules import RuleBroken
 from opslib.spec.summary import summarize
-from opslib.steps.secrets import parse_env, secret_id_for
+from opslib.steps.dotenv import parse_env, secret_id_for
 
 STEP = "quickstart"
 COMMENT_COLUMN = 31  # where example.yaml's end-of-line comments start

@@ -3,6 +3,8 @@
 Field rules live on the models (pydantic); rules that tie two sections together (attempt
 deadline vs Cloud Run timeout, body vs pattern) run once every field is valid. Loading is in
 `opslib.spec.loader`, which turns every broken rule into a message with file, line and fix.
+The whole schema stays in this one module (a little over 400 lines) so it reads top to bottom
+as the YAML does; the field types and their checks are in `opslib.spec.fields`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,11 @@ import json
 import keyword
 import math
 import re
-import unicodedata
-from decimal import Decimal
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -29,74 +27,21 @@ from pydantic import (
 
 from opslib.spec import cron, defaults
 from opslib.spec import rules as g
+from opslib.spec.fields import (
+    Cpu,
+    Duration,
+    EnvName,
+    EnvValue,
+    HeaderName,
+    Memory,
+    SecretRef,
+    is_control,
+    not_json,
+    slug,
+)
 from opslib.spec.rules import RuleBroken
 
 JOB_NAME = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
-# The only control characters a description may hold (YAML block scalars end in a line break).
-_ALLOWED_CONTROLS = "\t\n"
-
-
-def _duration(value: object, info: ValidationInfo) -> float:
-    return g.parse_duration(value, key=info.field_name or "duration")
-
-
-def _memory(value: object) -> int:
-    return g.parse_memory(value)
-
-
-def _cpu(value: object) -> Decimal:
-    return g.parse_cpu(value)
-
-
-def _env_name(value: object) -> str:
-    """Checked per key, so each bad name is reported at its own path (deploy.env.NAME)."""
-    if not isinstance(value, str):
-        raise RuleBroken(
-            "an env var name is text: letters, digits, '_', '-' or '.'",
-            f"rename it, e.g. APP_{value}",
-        )
-    g.check_env_name(value)
-    return value
-
-
-def _env_value(value: object) -> str:
-    """Cloud Run env values are strings; the message names the type, never the value."""
-    if not isinstance(value, str):
-        raise RuleBroken(
-            f"Cloud Run env values are strings; this one is {type(value).__name__}",
-            'quote the value in the YAML, e.g. DEBUG: "true"',
-        )
-    return value
-
-
-def _secret_ref(value: object) -> str:
-    if not isinstance(value, str):
-        raise RuleBroken(
-            "a secret reference is text NAME:VERSION", "write it like API_KEY: api-key:latest"
-        )
-    g.check_secret_ref(value)
-    return value
-
-
-def _header_name(name: str) -> str:
-    low = name.lower()
-    if low in ("host", "content-length", "user-agent") or low.startswith(
-        ("x-google-", "x-appengine-")
-    ):
-        raise RuleBroken(
-            f"Scheduler sets or reserves the header {name!r} itself",
-            f"remove {name} from schedule.headers",
-        )
-    return name
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
-Memory = Annotated[int, BeforeValidator(_memory)]
-Cpu = Annotated[Decimal, BeforeValidator(_cpu)]
-EnvName = Annotated[str, BeforeValidator(_env_name)]
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
-SecretRef = Annotated[str, BeforeValidator(_secret_ref)]
-HeaderName = Annotated[str, AfterValidator(_header_name)]
 
 
 class _Model(BaseModel):
@@ -130,7 +75,7 @@ class Job(_Model):
                 "a job name is lowercase letters, digits and hyphens, starting with a letter, "
                 "at most 63 characters (opslib derives the Scheduler job id, the route "
                 "/run-NAME and the Python module NAME from it)",
-                f"use a name like {_slug(value)}",
+                f"use a name like {slug(value)}",
             )
         if keyword.iskeyword(value.replace("-", "_")):
             raise RuleBroken(
@@ -141,7 +86,7 @@ class Job(_Model):
     @field_validator("description")
     @classmethod
     def _description(cls, value: str) -> str:
-        controls = sorted({f"U+{ord(c):04X}" for c in value if _is_control(c)})
+        controls = sorted({f"U+{ord(c):04X}" for c in value if is_control(c)})
         if controls:
             raise RuleBroken(
                 f"a description is plain text; it holds control characters ({', '.join(controls)})",
@@ -232,15 +177,6 @@ class Job(_Model):
         return "".join(part.capitalize() for part in self.name.split("-"))
 
 
-def _is_control(char: str) -> bool:
-    return unicodedata.category(char) in ("Cc", "Cs") and char not in _ALLOWED_CONTROLS
-
-
-def _slug(value: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", str(value).lower()).strip("-")
-    return (slug if slug[:1].isalpha() else f"job-{slug}")[:63].rstrip("-") or "my-job"
-
-
 class Retry(_Model):
     """Cloud Scheduler's RetryConfig, with its defaults."""
 
@@ -315,7 +251,7 @@ class Schedule(_Model):
     @field_validator("body")
     @classmethod
     def _body(cls, value: dict[str, Any]) -> dict[str, Any]:
-        found = _not_json(value)
+        found = not_json(value)
         if found is not None:
             where, kind = found
             raise RuleBroken(
@@ -346,27 +282,6 @@ class Schedule(_Model):
     @property
     def body_bytes(self) -> bytes:
         return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _not_json(value: object, where: str = "body") -> tuple[str, str] | None:
-    """The first place in a body that JSON cannot carry (a date, NaN, a set), with its type."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _not_json(item, f"{where}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _not_json(item, f"{where}[{i}]")
-            if found:
-                return found
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return where, "non-finite number"
-    if value is None or isinstance(value, str | int | float | bool):
-        return None
-    return where, type(value).__name__
 
 
 class Deploy(_Model):
@@ -469,7 +384,7 @@ class Spec(_Model):
     @classmethod
     def _service(cls, value: str) -> str:
         if not g.SERVICE_ID.fullmatch(value):
-            raise RuleBroken(g.SERVICE_ID_RULE, f"use a name like {_slug(value)[:49]}")
+            raise RuleBroken(g.SERVICE_ID_RULE, f"use a name like {slug(value)[:49]}")
         return value
 
     @field_validator("service_dir")

@@ -9,7 +9,6 @@ the result must compile, and it is written atomically or not at all.
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,19 +18,18 @@ from opslib.core.errors import BadInput
 from opslib.core.fsutil import atomic_write
 from opslib.core.plan import Change, Plan
 from opslib.spec.model import Spec
+from opslib.steps.endpoint.imports import ensure_imports
+from opslib.steps.endpoint.index_entry import append_entry, quote_of
 from opslib.steps.endpoint.source import (
     EndpointFile,
     JobImport,
     Route,
-    dotted,
     job_imports,
     parse,
-    strings,
 )
 from opslib.steps.scaffold import render
 
 ENDPOINT_FILE = "batch_endpoint.py"
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass
@@ -124,7 +122,7 @@ def _plan_entry(
             "give index() a list, e.g. endpoints = ['/health'], and return it",
         )
     result.add(Change("endpoint", f"index() entry {route}", "create"))
-    entry = _append_entry(info.index_list, spec, info)
+    entry = append_entry(info.index_list, spec, info)
     return module.deep_replace(info.index_list, entry)
 
 
@@ -243,25 +241,11 @@ def _require_helpers(path: Path, info: EndpointFile, spec: Spec) -> None:
         )
 
 
-def _quote(info: EndpointFile) -> str:
-    """The file's own string quote, so the new route looks like the rest."""
-    counts = {"'": 0, '"': 0}
-
-    class Count(cst.CSTVisitor):
-        def visit_SimpleString(self, node: cst.SimpleString) -> None:
-            quote = node.value.lstrip("rbuRBU")[:1]
-            if quote in counts and not node.value.lstrip("rbuRBU").startswith(quote * 3):
-                counts[quote] += 1
-
-    info.module.visit(Count())
-    return "'" if counts["'"] > counts['"'] else '"'
-
-
 def _add_route(module: cst.Module, info: EndpointFile, spec: Spec) -> cst.Module:
     code = render(
         "route.py.j2",
         job=spec.job,
-        q=_quote(info),
+        q=quote_of(info),
         method=spec.schedule.http_method,
         overlap=spec.job.overlap,
         deadline=int(spec.schedule.attempt_deadline),
@@ -289,197 +273,3 @@ def _insert_at(module: cst.Module, info: EndpointFile) -> int:
         ):
             return i
     return len(module.body)
-
-
-def _append_entry(index_list: cst.List, spec: Spec, info: EndpointFile) -> cst.List:
-    """index_list plus the new route, shaped like the entries already there.
-
-    A comment after the old last entry stays on that entry's line; the new entry takes the
-    old last entry's place before the closing bracket.
-    """
-    new_value = _entry_like(index_list, spec, info)
-    elements = list(index_list.elements)
-    if not elements:
-        return index_list.with_changes(elements=[cst.Element(new_value)])
-    last, separator = elements[-1], _separator(index_list)
-    # libcst keeps a comment after the last entry (and its newline) before the `]`.
-    closing = index_list.rbracket.whitespace_before
-    elements[-1] = last.with_changes(comma=_keep_comment(separator, closing))
-    return index_list.with_changes(
-        elements=[*elements, cst.Element(new_value, comma=last.comma)],
-        rbracket=index_list.rbracket.with_changes(whitespace_before=_without_comment(closing)),
-    )
-
-
-def _separator(index_list: cst.List) -> cst.Comma:
-    """The comma-and-whitespace that stands between two entries of this list."""
-    elements = index_list.elements
-    if len(elements) > 1 and isinstance(elements[-2].comma, cst.Comma):
-        comma = elements[-2].comma
-        return comma.with_changes(whitespace_after=_without_comment(comma.whitespace_after))
-    opening = index_list.lbracket.whitespace_after
-    if isinstance(opening, cst.ParenthesizedWhitespace):
-        return cst.Comma(whitespace_after=_without_comment(opening))
-    return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-
-
-def _keep_comment(separator: cst.Comma, closing: cst.BaseParenthesizableWhitespace) -> cst.Comma:
-    gap = separator.whitespace_after
-    if isinstance(closing, cst.ParenthesizedWhitespace) and isinstance(
-        gap, cst.ParenthesizedWhitespace
-    ):
-        return separator.with_changes(
-            whitespace_after=gap.with_changes(first_line=closing.first_line)
-        )
-    return separator
-
-
-def _without_comment(space: cst.BaseParenthesizableWhitespace) -> cst.BaseParenthesizableWhitespace:
-    if isinstance(space, cst.ParenthesizedWhitespace):
-        return space.with_changes(first_line=cst.TrailingWhitespace())
-    return space
-
-
-def _entry_like(index_list: cst.List, spec: Spec, info: EndpointFile) -> cst.BaseExpression:
-    """A string like the last entry, a copy of a structured entry with a path, or a plain path."""
-    route, method = spec.job.route, spec.schedule.http_method
-    sample = index_list.elements[-1].value if index_list.elements else None
-    if isinstance(sample, cst.SimpleString):
-        text = f"{method} {route}" if " /" in str(sample.evaluated_value) else route
-        return cst.SimpleString(_literal(text, sample.value[-1]))
-    if sample is not None and any(text.startswith("/") for text in strings(sample)):
-        return sample.visit(_EntryCopy(spec))
-    return cst.SimpleString(_literal(route, _quote(info)))
-
-
-class _EntryCopy(cst.CSTTransformer):
-    """Copy a structured entry so that none of the copied entry's own text carries over."""
-
-    def __init__(self, spec: Spec) -> None:
-        super().__init__()
-        self.spec, self.keys = spec, [""]
-
-    def visit_DictElement(self, node: cst.DictElement) -> bool:
-        key = node.key
-        self.keys.append(str(key.evaluated_value) if isinstance(key, cst.SimpleString) else "")
-        return True
-
-    def leave_DictElement(
-        self, original: cst.DictElement, updated: cst.DictElement
-    ) -> cst.DictElement:
-        self.keys.pop()
-        return updated.with_changes(key=original.key)
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        self.keys.append(node.keyword.value if node.keyword else "")
-        return True
-
-    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
-        self.keys.pop()
-        return updated
-
-    def leave_SimpleString(
-        self, original: cst.SimpleString, updated: cst.SimpleString
-    ) -> cst.SimpleString:
-        text = _entry_text(str(original.evaluated_value), self.keys[-1], self.spec)
-        return updated.with_changes(value=_literal(text, original.value[-1]))
-
-
-def _entry_text(value: str, key: str, spec: Spec) -> str:
-    job, method = spec.job, spec.schedule.http_method
-    verb, _, rest = value.partition(" ")
-    if value.startswith("/"):
-        return job.route
-    if verb.upper() in HTTP_METHODS and rest.startswith("/"):
-        return f"{method} {job.route}"
-    if value.upper() in HTTP_METHODS:
-        return method
-    if "desc" in key.lower():
-        return job.description
-    return job.name if key.lower() in ("name", "job", "id") else ""
-
-
-def _literal(text: str, quote: str) -> str:
-    """A Python string literal for `text` in the given quote character."""
-    body = json.dumps(text, ensure_ascii=False)[1:-1]  # escapes \\, ", and control characters
-    if quote == "'":
-        body = body.replace('\\"', '"').replace("'", "\\'")
-    return f"{quote}{body}{quote}"
-
-
-def ensure_imports(module: cst.Module, overlap: str = "allow") -> cst.Module:
-    """The names a route uses: flask's request and jsonify, job_run, and the lease guard."""
-    module = _ensure_from_import(module, "flask", ["jsonify", "request"])
-    module = _ensure_from_import(module, "scripts.common.logs", ["job_run"])
-    if overlap != "allow":
-        module = _ensure_from_import(module, "scripts.common", ["lease"])
-    return module
-
-
-def _ensure_from_import(module: cst.Module, source: str, names: list[str]) -> cst.Module:
-    """Bind each of `names` from `source`, judged by the name an import binds (`x as y` is y)."""
-    imports = [
-        (i, small)
-        for i, statement in enumerate(module.body)
-        for small in _from_imports(statement, source)
-    ]
-    bound = {a.evaluated_alias or a.evaluated_name for _, small in imports for a in small.names}
-    missing = [name for name in names if name not in bound]
-    if not missing:
-        return module
-    body = list(module.body)
-    if imports:
-        i, small = imports[0]
-        new_small = small.with_changes(names=_with_aliases(list(small.names), missing))
-        body[i] = body[i].deep_replace(small, new_small)
-    else:
-        line = cst.parse_statement(f"from {source} import {', '.join(missing)}\n")
-        body.insert(_last_import(module) + 1, line)
-    return module.with_changes(body=body)
-
-
-def _from_imports(statement: cst.CSTNode, source: str) -> list[cst.ImportFrom]:
-    if not isinstance(statement, cst.SimpleStatementLine):
-        return []
-    return [
-        small
-        for small in statement.body
-        if isinstance(small, cst.ImportFrom)
-        and small.module is not None
-        and dotted(small.module) == source
-        and not isinstance(small.names, cst.ImportStar)
-    ]
-
-
-def _last_import(module: cst.Module) -> int:
-    return max(
-        (
-            i
-            for i, statement in enumerate(module.body)
-            if isinstance(statement, cst.SimpleStatementLine)
-            and any(isinstance(small, cst.Import | cst.ImportFrom) for small in statement.body)
-        ),
-        default=-1,
-    )
-
-
-def _with_aliases(aliases: list[cst.ImportAlias], missing: list[str]) -> list[cst.ImportAlias]:
-    """Add names to an import in isort's order, reusing the import's own separators."""
-    last_comma = aliases[-1].comma
-    separator = (
-        aliases[0].comma
-        if len(aliases) > 1 and isinstance(aliases[0].comma, cst.Comma)
-        else cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-    )
-    merged = aliases + [cst.ImportAlias(cst.Name(name)) for name in missing]
-    merged.sort(key=lambda a: (_type_rank(a.evaluated_name), a.evaluated_name))
-    return [a.with_changes(comma=separator) for a in merged[:-1]] + [
-        merged[-1].with_changes(comma=last_comma)
-    ]
-
-
-def _type_rank(name: str) -> int:
-    """isort's order-by-type: CONSTANTS, then Classes, then functions."""
-    if name.isupper() and len(name) > 1:
-        return 0
-    return 1 if name[:1].isupper() else 2

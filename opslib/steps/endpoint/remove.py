@@ -20,8 +20,9 @@ from opslib.core.errors import BadInput
 from opslib.core.fsutil import atomic_write
 from opslib.core.plan import Change, Plan
 from opslib.spec.model import Job, Spec
-from opslib.steps.endpoint.patch import ENDPOINT_FILE, HTTP_METHODS, load
+from opslib.steps.endpoint.patch import ENDPOINT_FILE, load
 from opslib.steps.endpoint.source import (
+    HTTP_METHODS,
     ROUTE_METHODS,
     EndpointFile,
     JobImport,

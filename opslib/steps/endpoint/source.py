@@ -11,6 +11,8 @@ import libcst as cst
 
 ROUTE_METHODS = ("route", "post", "get", "put", "patch", "delete")
 
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
 
 @dataclass
 class Route:
