@@ -125,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from opslib.core.display import banner
 
         jobs = ", ".join(dict.fromkeys(verdict["job"]))
-        print(f"\n{banner('passed', f'verify {jobs}')!r}")
+        zone = runner.time_zone(results)
+        print(f"\n{banner('passed', f'verify {jobs}', time_zone=zone)!r}")
     return 0
 
 

@@ -234,6 +234,7 @@ def _write_summary(
         "params": [str(s.params) for s in fleet.sessions],
         "automations": [s.spec.job.name for s in fleet.sessions],
         "target": fleet.sessions[0].spec.target,
+        "time_zone": fleet.time_zone,  # the clock the run's verdict is told on
         "started": started.isoformat(),
         "finished": datetime.now(UTC).isoformat(),
         "steps": [asdict(r) for r in with_not_run(results, chosen)],
@@ -260,13 +261,25 @@ def _verdicts(results: list[StepResult]) -> dict[str, dict] | None:
     return None
 
 
-def jobs_frame(results: list[StepResult]) -> pd.DataFrame | None:
-    """The per-job table of the run's summary.json (one row per automation)."""
+def _summary(results: list[StepResult]) -> dict | None:
+    """The run's summary.json, once written."""
     for result in results:
         summary = Path(result.output).parent / "summary.json"
         if result.output and summary.exists():
-            return pd.DataFrame(json.loads(summary.read_text())["jobs"])
+            return json.loads(summary.read_text())
     return None
+
+
+def jobs_frame(results: list[StepResult]) -> pd.DataFrame | None:
+    """The per-job table of the run's summary.json (one row per automation)."""
+    summary = _summary(results)
+    return pd.DataFrame(summary["jobs"]) if summary is not None else None
+
+
+def time_zone(results: list[StepResult]) -> str | None:
+    """The fleet's zone, which the run's verdict is told in (Fleet.time_zone)."""
+    summary = _summary(results)
+    return summary.get("time_zone") if summary is not None else None
 
 
 def verify_checks(results: list[StepResult]) -> pd.DataFrame | None:
