@@ -20,7 +20,11 @@ REPOSITORY = "opslib"
 
 def project(spec: Spec) -> str:
     """`projects/P`: Logging's resourceNames and Secret Manager's parent."""
-    return f"projects/{spec.project}"
+    return project_of(spec.project)
+
+
+def project_of(project_id: str) -> str:
+    return f"projects/{project_id}"
 
 
 def location(spec: Spec) -> str:
@@ -29,7 +33,7 @@ def location(spec: Spec) -> str:
 
 
 def location_of(project_id: str, region: str) -> str:
-    return f"projects/{project_id}/locations/{region}"
+    return f"{project_of(project_id)}/locations/{region}"
 
 
 def service(spec: Spec) -> str:
@@ -53,7 +57,7 @@ def run_job_url(spec: Spec) -> str:
 
 
 def secret(project_id: str, secret_id: str) -> str:
-    return f"projects/{project_id}/secrets/{secret_id}"
+    return f"{project_of(project_id)}/secrets/{secret_id}"
 
 
 def secret_version(project_id: str, secret_id: str, version: str = "latest") -> str:

@@ -56,7 +56,7 @@ def ensure_secret(clients: Clients, project: str, secret_id: str, dry_run: bool 
     try:
         _call(
             lambda: client.create_secret(
-                parent=f"projects/{project}",  # Secret Manager's parent: the project
+                parent=names.project_of(project),
                 secret_id=secret_id,
                 secret={"replication": {"automatic": {}}},
             ),
@@ -195,13 +195,14 @@ def _check_ref(client: Any, project: str, env: str, ref: str) -> dict[str, Any]:
     parent = name if name.startswith("projects/") else secret_name(project, secret_id)
     owner = parent.split("/")[1]
     where = f"secret {secret_id}"
-    expect = (exceptions.NotFound, exceptions.PermissionDenied)
+    # Over REST a 403 is `Forbidden` (PermissionDenied is its gRPC-only subclass).
+    expect = (exceptions.NotFound, exceptions.Forbidden)
     try:
         found = _call(
             lambda: client.get_secret_version(name=f"{parent}/versions/{version}"), where, expect
         )
         state = _state(found)
-    except exceptions.PermissionDenied:
+    except exceptions.Forbidden:
         state = "PERMISSION_DENIED"
     except exceptions.NotFound:
         exists = _get(lambda: client.get_secret(name=parent), where) is not None
