@@ -1,8 +1,9 @@
 """`opslib status`: every automation of a fleet in one table, the page an operator opens daily.
 
-It only reads, in a number of calls that does not grow with the number of jobs: per location
-(project, region) one Scheduler `jobs:list`, plus one Cloud Run `services:list` when route jobs
-run there and one Cloud Run `jobs:list` when `runtime: job` automations do; and one Logging
+It only reads, in a number of calls that does not grow with the number of route jobs: per
+location (project, region) one Scheduler `jobs:list`, plus one Cloud Run `services:list` when
+route jobs run there and one Cloud Run `jobs:list` when `runtime: job` automations do; one IAM
+`getIamPolicy` per service and per Cloud Run job (the invokers step 3 grants); and one Logging
 `entries:list` per target over the whole fleet, filtered down to the jobs' own end lines
 (`status`, `processed`, `errors`, `duration_ms`: service/scripts/common/logs.py and task.py).
 The calls run side by side, so on Google Cloud, where each is a network round trip, the table
@@ -26,11 +27,11 @@ One row per automation, columns `COLUMNS`:
   empty when it has none there;
 - revision: the revision serving the service (each with its share when traffic is split); for
   a Cloud Run job, its newest execution;
-- drift: each field where the parameters file and Google differ, as `field: live -> file`,
-  joined by "; ": the Scheduler job's cron, time_zone, attempt_deadline and uri; the service's
-  memory, cpu, timeout, min_instances and secrets (as all its route jobs ask for them) and the
-  job's route when the live revision does not serve it; a Cloud Run job's memory, cpu,
-  task_timeout, max_retries, tasks, parallelism and secrets.
+- drift: every field step 3 or 4 would change if it ran now, as `field: live -> file`, joined
+  by "; " (`drift`): the steps' own diffs, so status and the plans cannot disagree. The
+  Scheduler job's fields by update-mask path; the service's (as all its route jobs ask for it:
+  `fleet.load.service_spec`) or the Cloud Run job's (`job_spec`) image (the service folder as
+  it is now), routes, resources, env (names only) and secrets; the invoker accounts.
 
 Health, one word per row, the worst that applies:
   missing  no Scheduler job, or nothing for it to call: the automation does not run;
