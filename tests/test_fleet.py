@@ -276,7 +276,7 @@ def test_destroy_one_of_two_jobs_keeps_the_other_and_a_second_destroy_does_nothi
     assert not module.exists() and f"/run-{job_of(gone)}" not in endpoint.read_text()
     assert f"/run-{job_of(kept)}" in endpoint.read_text()
     spec = open_fleet(kept).sessions[0].spec
-    clients = open_fleet(kept).clients(open_fleet(kept).sessions[0])
+    clients = open_fleet(kept).sessions[0].clients
     with pytest.raises(exceptions.NotFound):
         clients.scheduler.get_job(
             name=f"projects/{spec.project}/locations/{spec.region}/jobs/{job_of(gone)}"

@@ -26,23 +26,19 @@ def _plan_table(frame: pd.DataFrame) -> str:
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Ships the spec's service folder with what every automation of that service needs."""
     from opslib.core.errors import BadInput
-    from opslib.fleet import load as fleet
     from opslib.fleet import steps as fleet_steps
 
-    session = open_from(args)
-    if session.spec.job.effective_runtime == "job":  # its own Cloud Run job; the service stays
-        group = [session]
-    else:
-        group = [s for s in fleet.siblings(session) if s.spec.job.effective_runtime == "service"]
-    if len(group) > 1:
-        print(
-            f"service {session.spec.service}: {len(group)} automations share it; "
-            "their env, secrets and invokers are deployed together"
-        )
+    fleet = fleet_from(args, [args.params])
+    session = fleet.sessions[0]
+    if session.spec.job.effective_runtime == "service":
+        members = fleet.service_members(session.spec.service_key)
+        if len(members) > 1:
+            print(
+                f"service {session.spec.service}: {len(members)} automations share it; "
+                "their env, secrets and invokers are deployed together"
+            )
     try:
-        deployed = fleet_steps.deploy(
-            fleet.Fleet(group), progress=True, prune=args.prune, dry_run=args.dry_run
-        )
+        deployed = fleet_steps.deploy(fleet, progress=True, prune=args.prune, dry_run=args.dry_run)
     except BadInput as exc:
         if getattr(exc, "plan", None) is not None:
             print(_plan_table(exc.plan.to_frame()))

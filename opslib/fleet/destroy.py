@@ -19,7 +19,9 @@ from opslib.core.plan import Change, Plan
 from opslib.fleet import load as fleet
 from opslib.fleet.load import invokers, service_spec
 from opslib.spec import names
+from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
+from opslib.spec.project import params_files
 from opslib.steps import schedule as scheduler
 from opslib.steps.deploy import service as cloud_run
 from opslib.steps.deploy.desired import live_routes
@@ -50,12 +52,16 @@ def plan(session: Session, *, service: bool = False, secrets: bool = False) -> T
     result = Plan(list(scheduler.delete(spec, clients, dry_run=True).changes))
     removal = endpoint_remove.plan_removal(spec.job, session.service_dir)
     result.changes.extend(removal.plan.changes)
-    others = [s.spec for s in fleet.siblings(session)[1:]]
+    members = fleet.Fleet([session]).service_members(spec.service_key)
+    others = [s.spec for s in members if s is not session]
     remaining = [j.name for j in job_routes(session.service_dir) if j.name != spec.job.name]
     live = _live(session)
     result.add(_service_change(session, remaining, live, service))
-    if secrets:
-        kept = {ref.rpartition(":")[0] for s in others for ref in s.secrets.values()}
+    if secrets:  # kept: what any other automation in the folder mounts (a Cloud Run job too)
+        mounting = [
+            load_spec(p) for p in params_files(session.params.parent) if p != session.params
+        ]
+        kept = {ref.rpartition(":")[0] for s in mounting for ref in s.secrets.values()}
         for ref in sorted(set(spec.secrets.values())):
             result.add(_secret_change(session, ref.rpartition(":")[0], kept))
     return Teardown(result, removal, others, remaining, live)

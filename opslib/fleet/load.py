@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from opslib.cloud.clients import Clients
 from opslib.cloud.session import Session, open_session
 from opslib.core.errors import BadInput
 from opslib.spec import names
@@ -35,13 +34,29 @@ class Fleet:
     """The automations of one run, each with its session, grouped by service."""
 
     sessions: list[Session]
+    _members: dict[ServiceKey, list[Session]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check(self.sessions)
 
-    def clients(self, session: Session) -> Clients:
-        """The session's clients (one set per target and project, shared by the fleet)."""
-        return session.clients
+    def service_members(self, key: ServiceKey) -> list[Session]:
+        """The route jobs a service serves, as step 3 deploys it and status compares it: this
+        fleet's, then the other files in their parameters folders naming the service. Step 3
+        ships the whole folder, so it must mount every job's env, secrets and invokers, not
+        only those of the files given (the one rule for `run`, `deploy`, `status`, `destroy`).
+        """
+        if key not in self._members:
+            given = [s for s in self.services.get(key, []) if _routed(s)]
+            self._members[key] = given + _siblings(given, {s.params for s in self.sessions})
+            problems = _shared_settings(self._members[key])
+            if problems:
+                raise BadInput(
+                    "parameters",
+                    f"{len(problems)} conflict(s) between automations of service {key[2]}:\n"
+                    + "\n".join(f"- {p}" for p in problems),
+                    "automations on one service share its deploy settings; change the files",
+                )
+        return self._members[key]
 
     @property
     def services(self) -> dict[ServiceKey, list[Session]]:
@@ -238,18 +253,20 @@ def invokers(specs: Sequence[Spec]) -> list[str]:
     return sorted({s.invoker_account for s in specs})
 
 
-def siblings(session: Session) -> list[Session]:
-    """The automations in the same parameters folder that name the same service (this first).
+def _routed(session: Session) -> bool:
+    return session.spec.job.effective_runtime == "service"
 
-    `opslib deploy PARAMS` ships the whole folder, so it must mount every job's secrets and
-    env, not only this one's.
-    """
-    found = [session]
-    folder = session.params.parent
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        if path.resolve() == session.params:
-            continue
-        other = open_session(path, session.spec.target, session.service_dir)
-        if other.spec.service_key == session.spec.service_key:
-            found.append(other)
+
+def _siblings(given: list[Session], known: set[Path]) -> list[Session]:
+    """The other route jobs of the given ones' service in the same parameters folders."""
+    if not given:
+        return []
+    first, found = given[0], []
+    for folder in dict.fromkeys(s.params.parent for s in given):
+        for path in params_files(folder) if folder.is_dir() else []:
+            if path in known:
+                continue
+            other = open_session(path, first.spec.target, first.service_dir)
+            if other.spec.service_key == first.spec.service_key and _routed(other):
+                found.append(other)
     return found

@@ -151,7 +151,7 @@ class _Group:
 def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bool) -> _Group:
     first = sessions[0]
     clients = first.clients
-    routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
+    routed = [s.spec for s in fleet.service_members(first.spec.service_key)]
     jobs = [s.spec for s in sessions if s.spec.job.effective_runtime == "job"]
     source = cloud_run.pack(first.service_dir)
     image = cloud_run.image_for(first.spec, source)

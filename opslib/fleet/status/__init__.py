@@ -115,7 +115,7 @@ def status(
 ) -> pd.DataFrame:
     """One row per automation: how it is scheduled, how it last ran, and where it drifted."""
     live = read_live(fleet, window_start(since, now))
-    services = {key: service_row(sessions, live) for key, sessions in fleet.services.items()}
+    services = {key: service_row(fleet, ss, live) for key, ss in fleet.services.items()}
     rows = [automation_row(s, services[s.spec.service_key], live) for s in fleet.sessions]
     return table(rows)
 

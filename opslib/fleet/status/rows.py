@@ -24,6 +24,7 @@ from opslib.steps.schedule import last_status
 
 if TYPE_CHECKING:
     from opslib.cloud.session import Session
+    from opslib.fleet.load import Fleet
     from opslib.fleet.status.read import Live
     from opslib.spec.model import Spec
 
@@ -41,12 +42,12 @@ class ServiceRow:
     folder: Folder
 
 
-def service_row(sessions: list[Session], live: Live) -> ServiceRow:
+def service_row(fleet: Fleet, sessions: list[Session], live: Live) -> ServiceRow:
     """The service as its route jobs ask for it (fleet.load.service_spec) against Google's."""
     from opslib.fleet.load import invokers, service_spec
 
     folder = Folder(sessions[0].service_dir)
-    routed = [s.spec for s in sessions if s.spec.job.effective_runtime == "service"]
+    routed = [s.spec for s in fleet.service_members(sessions[0].spec.service_key)]
     if not routed:  # only Cloud Run jobs built from this folder: no service to compare
         return ServiceRow(None, "", [], None, folder)
     name = names.service(routed[0])
