@@ -1,0 +1,127 @@
+"""`make test` passes in a checkout a user has worked in (issue 18, point 7).
+
+An operator opens the notebooks in JupyterLab and runs them there: the quick start writes
+parameters/my-job.yaml, steps 1-2 write the example's job into service/ (its module and test, its
+route in batch_endpoint.py), and the notebooks are saved with their outputs; then they edit the
+job, which is their code now. This builds such a checkout (a clone of the repository carrying
+this tests/ folder and Makefile), dirties it that way, and runs there the lint and the tests that
+read those files, as a user's `make test` would. A notebook saved with outputs is the user's
+until they stage it; staged, the outputs check fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import ROOT, tool
+
+# The tests that read the checkout's notebooks, parameters/ and service/ (the quick runs: the
+# papermill ones and those needing localcloud also read only copies, and take minutes).
+SENSITIVE = [
+    "tests/test_notebooks.py",
+    "-k",
+    "not papermill and not secrets_notebook",
+    "tests/test_scaffold.py",
+    "tests/test_service.py",
+    "tests/test_endpoint.py",
+    *(
+        f"tests/test_endpoint_remove.py::test_{name}"
+        for name in (
+            "removing_all_gives_the_original_back",
+            "the_committed_service_comes_back_byte_for_byte_once_it_has_the_imports",
+            "nothing_to_remove_in_a_fresh_service",
+        )
+    ),
+    "tests/test_spec.py::test_shipped_parameters_are_valid",
+]
+# What the user adds to the job step 1 wrote for them: their code, in their style.
+USER_EDIT = "\n\nimport json\ndef their_helper( rows ):\n    return json.dumps(rows)\n"
+
+
+def run(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def shown(result: subprocess.CompletedProcess) -> str:
+    return f"$ {' '.join(map(str, result.args))}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, shown(result)
+    return result
+
+
+def pytest_in(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest in `root`; -P: opslib comes from this environment (the code being developed),
+    not from the clone's copy of it."""
+    command = [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    return run(command, root, timeout=600)
+
+
+def status(root: Path) -> str:
+    return ok(run(["git", "status", "--porcelain", "--untracked-files=all"], root)).stdout
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory) -> Path:
+    """A clone of the repository after a user's session in JupyterLab, at the state above."""
+    top = run(["git", "rev-parse", "--show-toplevel"], ROOT)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != ROOT.resolve():
+        pytest.skip("not a git checkout (an sdist): there is no repository to clone")
+    root = tmp_path_factory.mktemp("dirty") / "checkout"
+    ok(run(["git", "clone", "--quiet", str(ROOT), str(root)], ROOT))
+    # The tests and the lint target being developed, not only the committed ones.
+    shutil.rmtree(root / "tests")
+    shutil.copytree(ROOT / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Makefile", root / "Makefile")
+    notebooks = root / "notebooks"
+    quickstart = notebooks / "00_quickstart.ipynb"
+    # JupyterLab keeps a checkpoint of each notebook it opens, then saves it with its outputs.
+    (notebooks / ".ipynb_checkpoints").mkdir()
+    shutil.copy(quickstart, notebooks / ".ipynb_checkpoints" / "00_quickstart-checkpoint.ipynb")
+    execute = [tool("jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace"]
+    ok(run([*execute, quickstart.name], notebooks))
+    assert any(cell.get("outputs") for cell in nbformat.read(quickstart, as_version=4).cells)
+    assert (root / "parameters" / "my-job.yaml").is_file(), "the quick start's answers"
+    # Steps 1-2 of parameters/example.yaml in place, then the user's own edit of their job.
+    for step in ("scaffold", "endpoint"):
+        ok(run([tool("opslib"), step, "parameters/example.yaml"], root))
+    module = root / "service" / "scripts" / "batch" / "fx_rates.py"
+    module.write_text(module.read_text() + USER_EDIT)
+    assert "/run-fx-rates" in (root / "service" / "batch_endpoint.py").read_text()
+    assert (root / "service" / "tests" / "test_fx_rates.py").is_file()
+    return root
+
+
+def test_the_checkout_is_dirty_the_way_a_user_leaves_it(dirty):
+    assert sorted(status(dirty).splitlines()) == [
+        " M notebooks/00_quickstart.ipynb",
+        " M service/batch_endpoint.py",
+        "?? notebooks/.ipynb_checkpoints/00_quickstart-checkpoint.ipynb",
+        "?? service/scripts/batch/fx_rates.py",
+        "?? service/tests/test_fx_rates.py",
+    ]  # and parameters/my-job.yaml, which .gitignore leaves out
+
+
+def test_make_lint_and_the_sensitive_tests_pass_there(dirty):
+    before = status(dirty)
+    lint = run(["make", "-s", "lint", f"BIN={Path(tool('ruff')).parent}", "STAMP="], dirty)
+    tests = pytest_in(dirty, *SENSITIVE)
+    assert (lint.returncode, tests.returncode) == (0, 0), shown(lint) + shown(tests)
+    assert status(dirty) == before, "the tests wrote into the checkout"
+
+
+def test_a_staged_notebook_with_outputs_fails_the_outputs_check(dirty):
+    ok(run(["git", "add", "notebooks/00_quickstart.ipynb"], dirty))
+    try:
+        result = pytest_in(dirty, "tests/test_notebooks.py::test_committed_without_outputs")
+        assert result.returncode == 1, shown(result)
+        assert "notebooks/00_quickstart.ipynb" in result.stdout, shown(result)
+    finally:
+        ok(run(["git", "reset", "--quiet", "notebooks/00_quickstart.ipynb"], dirty))
