@@ -1,13 +1,21 @@
 """Shared fixtures: a fresh copy of the service, parameters files, a real gunicorn.
 
+Tests never depend on what a user's own runs left in the checkout (issue 18, point 7): the
+notebooks saved with outputs in JupyterLab, the quick start's parameters/<name>.yaml, the jobs
+steps 1-2 wrote into service/. They read the shipped parameters files by name (`SHIPPED_PARAMS`),
+work on copies of service/ as the seed ships it (`seed_service`), and check the notebooks git
+holds (`indexed`). tests/test_dirty_checkout.py runs the sensitive tests in such a checkout.
+
 It also makes the run fail when a process it started (localcloud, gunicorn, a service instance)
 outlives it: see `pytest_sessionfinish`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICE = ROOT / "service"
 EXAMPLE = ROOT / "parameters" / "example.yaml"
 DATA = Path(__file__).resolve().parent / "data"
+# The parameters files the repository ships, by name: the quick start writes the user's own
+# parameters/<name>.yaml next to them, and that file must not join a fleet a test builds.
+SHIPPED_PARAMS = tuple(
+    ROOT / "parameters" / f"{stem}.yaml"
+    for stem in ("example", "kr-prices", "monthly-report", "nightly-backfill")
+)
 
 # The service's own modules (scripts.common.http, ...) are imported by some unit tests.
 sys.path.insert(0, str(SERVICE))
@@ -33,19 +47,102 @@ RUN_ID = uuid.uuid4().hex
 os.environ[RUN_MARKER] = ",".join(filter(None, [os.environ.get(RUN_MARKER), RUN_ID]))
 # The tests' localclouds go in a registry of their own, never the user's (`stop --all`).
 REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="opslib-test-registry-"))
+# Where `seed_service` builds its copy of the seed (removed at the end of the run).
+SEED_DIR = Path(tempfile.mkdtemp(prefix="opslib-test-seed-"))
 os.environ["OPSLIB_REGISTRY"] = str(REGISTRY_DIR / "localclouds.json")
 # How long processes stopped at the end may take to exit before they count as leaked.
 LEAK_GRACE = float(os.environ.get("OPSLIB_TEST_LEAK_GRACE", "20"))
 
 
+@functools.cache
+def _git_checkout() -> bool:
+    """Whether ROOT is a git checkout's top (not an sdist, nor a copy inside another repo)."""
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:  # no git
+        return False
+    return top.returncode == 0 and Path(top.stdout.strip()).resolve() == ROOT.resolve()
+
+
+def git(*args: str) -> subprocess.CompletedProcess | None:
+    """A git command in the repository, or None outside a git checkout."""
+    if not _git_checkout():
+        return None
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True)
+
+
+def indexed(path: Path) -> bytes | None:
+    """`path` as git's index holds it (committed, or staged since), None when git has no copy."""
+    result = git("cat-file", "blob", f":{path.relative_to(ROOT).as_posix()}")
+    return result.stdout if result is not None and result.returncode == 0 else None
+
+
+_SEED: list[Path] = []
+
+
+def seed_service() -> Path:
+    """service/ as the seed ships it, made once per run: the working tree's service/ (so a
+    developer's edits to the seed are what the tests test) without the jobs a user's steps 1-2
+    wrote into it.
+
+    The jobs go the way the product takes them out of a new service's folder
+    (`opslib.steps.endpoint.folder.new_service_folder`, destroy's libcst removal of each job
+    route, index() entry, module and test), then the files step 1 writes that no route names (a
+    Cloud Run job's module and test) unless git tracks them. Removal keeps the imports step 2
+    added, so an endpoint that is git's (committed or staged) plus those imports is git's; where
+    destroy refuses to remove a job the user tied to other code, the endpoint is git's too.
+    """
+    if _SEED:
+        return _SEED[0]
+    from opslib.core.errors import BadInput
+    from opslib.steps.endpoint.folder import COPY_IGNORE, new_service_folder
+    from opslib.steps.endpoint.imports import ensure_imports
+
+    folder = SEED_DIR / "service"
+    seed = indexed(SERVICE / "batch_endpoint.py")
+    try:
+        new_service_folder(SERVICE, folder)
+    except BadInput:  # destroy refuses (the user tied a job to other code): git's endpoint
+        if seed is None:
+            raise
+        shutil.copytree(SERVICE, folder, ignore=COPY_IGNORE)
+        (folder / "batch_endpoint.py").write_bytes(seed)
+    tracked = git("ls-files", "-z", "--", "service")
+    shipped = set() if tracked is None else set(tracked.stdout.decode().split("\0"))
+    job_files = [
+        *(folder / "scripts" / "batch").glob("*.py"),
+        *(p for p in (folder / "tests").rglob("*") if p.is_file()),
+    ]
+    for path in job_files:
+        relative = path.relative_to(folder).as_posix()
+        if relative != "scripts/batch/__init__.py" and f"service/{relative}" not in shipped:
+            path.unlink()
+    for empty in [*sorted((folder / "tests").rglob("*"), reverse=True), folder / "tests"]:
+        if empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()
+    endpoint = folder / "batch_endpoint.py"
+    if seed is not None and seed != endpoint.read_bytes():
+        import libcst
+
+        module = libcst.parse_module(seed.decode())
+        with_imports = {ensure_imports(module, overlap).code for overlap in ("allow", "skip")}
+        if endpoint.read_bytes().decode() in with_imports:
+            endpoint.write_bytes(seed)
+    _SEED.append(folder)
+    return folder
+
+
 def copy_service(target: Path) -> Path:
-    shutil.copytree(SERVICE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    """A copy of service/ as the seed ships it (`seed_service`) at `target`."""
+    shutil.copytree(seed_service(), target)
     return target
 
 
 @pytest.fixture
 def service_dir(tmp_path: Path) -> Path:
-    """A private copy of service/ (tests never touch the committed one)."""
+    """A private copy of service/ as the seed ships it (tests never touch the repository's)."""
     return copy_service(tmp_path / "service")
 
 
@@ -150,6 +247,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         time.sleep(0.2)
         leaked = leaked_processes()
     shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
+    shutil.rmtree(SEED_DIR, ignore_errors=True)
     if not leaked:
         return
     if session.exitstatus == pytest.ExitCode.OK:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import lc
 import yaml
 
-from conftest import EXAMPLE, SERVICE, merge
+from conftest import EXAMPLE, copy_service, merge
 
 
 def make_project(root: Path) -> Path:
     """`root` as a user's project: a copy of the seed's service/ and an empty parameters/."""
-    shutil.copytree(SERVICE, root / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(root / "service")
     (root / "parameters").mkdir()
     return root
 

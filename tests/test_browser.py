@@ -24,7 +24,7 @@ from urllib.request import urlopen
 import lc
 import pytest
 
-from conftest import ROOT
+from conftest import EXAMPLE, ROOT, copy_service, tool
 from opslib.notebook.widgets import CUSTOM_LABEL
 from opslib.spec.cron_report import PRESETS
 from opslib.spec.loader import load_spec
@@ -74,6 +74,9 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     work.mkdir(parents=True)
     for notebook in NOTEBOOK.parent.glob("*.ipynb"):
         shutil.copy(notebook, work / notebook.name)
+    # Without the outputs a user's own runs saved in the repository's notebooks.
+    copies = sorted(map(str, work.glob("*.ipynb")))
+    subprocess.run([tool("nbstripout"), *copies], check=True, capture_output=True)
     dirs = {
         name: tmp_path / name for name in ("config", "runtime", "ipython", "settings", "spaces")
     }
@@ -259,11 +262,9 @@ def test_the_steps_in_jupyterlab_end_with_a_verdict_and_readable_tables(lab, tmp
 
     url, work = lab
     root = work.parent
-    shutil.copytree(
-        ROOT / "service", root / "service", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    copy_service(root / "service")
     (root / "parameters").mkdir(exist_ok=True)
-    example = (ROOT / "parameters" / "example.yaml").read_text()
+    example = EXAMPLE.read_text()
     example = example.replace("service: batch-service", f"service: {lc.unique('lab')}")
     example = example.replace("name: fx-rates", f"name: {lc.unique('labjob')}")
     (root / "parameters" / "example.yaml").write_text(example)

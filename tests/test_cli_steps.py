@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import lc
 import yaml
 
-from conftest import EXAMPLE, SERVICE, tool
+from conftest import EXAMPLE, copy_service, tool
 from opslib.spec.loader import load_spec
 from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.scaffold import scaffold
@@ -23,7 +22,7 @@ def test_deploy_schedule_verify_logs_from_the_shell(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))
     folder = tmp_path / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     spec = load_spec(params)
     scaffold(spec, folder)
     patch_endpoint(spec, folder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import lc
@@ -10,7 +9,7 @@ import pytest
 import yaml
 from google.api_core import exceptions
 
-from conftest import EXAMPLE, SERVICE
+from conftest import EXAMPLE, copy_service
 from opslib.cloud.clients import Clients
 from opslib.core.errors import BadInput, OpslibError
 from opslib.spec import names
@@ -32,7 +31,7 @@ def make_spec(service: str, **deploy) -> Spec:
 
 def service_copy(tmp: Path, spec: Spec) -> Path:
     folder = tmp / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     scaffold(spec, folder)
     patch_endpoint(spec, folder)
     return folder

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -31,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import EXAMPLE, ROOT, SERVICE, merge, tool
+from conftest import EXAMPLE, ROOT, copy_service, merge, seed_service, tool
 from opslib.cli.main import main
 from opslib.cloud import codes
 from opslib.cloud.clients import Clients
@@ -80,7 +79,7 @@ def make(tmp: Path, name: str, edit: Callable[[Path], None] | None = None, **ove
     data["job"].pop("expected_duration", None)
     spec = Spec.model_validate(data)
     folder = tmp / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     scaffold(spec, folder)
     patch_endpoint(spec, folder)
     if edit:
@@ -294,7 +293,7 @@ def broken_revision(tmp: Path) -> Scenario:
 def fleet_project(tmp: Path) -> tuple[Path, list[Path]]:
     """A project (its own service/, parameters/) with jobs A and B on one new service."""
     project = tmp / "project"
-    shutil.copytree(SERVICE, project / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(project / "service")
     (project / "parameters").mkdir()
     service, files = lc.unique("doc-route"), []
     for _ in range(2):
@@ -339,7 +338,7 @@ def route_lost(tmp: Path) -> Scenario:
     had = serving_revision(spec_a, clients)
     step4.schedule(spec_b, clients)
     copy = tmp / "copy"
-    shutil.copytree(SERVICE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(copy)
     scaffold(spec_b, copy)
     patch_endpoint(spec_b, copy)
     step3.deploy(spec_b, copy, clients, progress=False)
@@ -587,7 +586,7 @@ def test_work_over_30_minutes_must_be_split(scenarios):
     length is the spec's expected_duration (which load_spec refuses; an API caller may not)."""
     s = scenarios["healthy"].result()
     long = Spec.model_validate(merge(s.data, {"job": {"expected_duration": "45m"}}))
-    findings = doctor.diagnose(lc.session(long, SERVICE), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(long, seed_service()), since=timedelta(hours=1))
     split = one(findings, "deadline chain", "error")
     assert "over 30 minutes" in split["finding"] and "Cloud Run job" in split["fix"]
     assert needed(17) == 30 and needed(1000) == 1500 and needed(5) == 15
@@ -661,11 +660,12 @@ def test_a_window_with_more_logs_than_the_read_limit_says_what_it_covered():
         ]
         status, body = lc.call("/v2/entries:write", {"entries": entries})
         assert status == 200, body
-    findings = doctor.diagnose(lc.session(spec, SERVICE), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(spec, seed_service()), since=timedelta(hours=1))
     row = one(findings, "logs", "warning")
     assert f"newest {doctor.LOG_LIMIT}" in row["finding"] and "--since" in row["fix"]
     quiet = Spec.model_validate({**data, "service": lc.unique("doc-quiet")})
-    assert rows(doctor.diagnose(lc.session(quiet, SERVICE), since=timedelta(hours=1)), "logs").empty
+    quiet_findings = doctor.diagnose(lc.session(quiet, seed_service()), since=timedelta(hours=1))
+    assert rows(quiet_findings, "logs").empty
 
 
 # --- a route dropped by a deploy of the shared service ------------------------------------------
@@ -787,11 +787,12 @@ def test_skipped_and_overlapping_runs_are_reported():
     ]
     status, body = lc.call("/v2/entries:write", {"entries": entries})
     assert status == 200, body
-    findings = doctor.diagnose(lc.session(spec, SERVICE), since=timedelta(hours=1))
+    findings = doctor.diagnose(lc.session(spec, seed_service()), since=timedelta(hours=1))
     skipped = one(findings, "overlap", "info")
     assert "2 run(s)" in skipped["finding"] and "job.overlap: queue" in skipped["fix"]
     overlapped = one(findings, "overlap", "warning")
     assert "1 run(s)" in overlapped["finding"] and "took over" in overlapped["evidence"]
     quiet = Spec.model_validate({**data, "service": lc.unique("doc-calm")})
-    calm = rows(doctor.diagnose(lc.session(quiet, SERVICE), since=timedelta(hours=1)), "overlap")
+    calm_findings = doctor.diagnose(lc.session(quiet, seed_service()), since=timedelta(hours=1))
+    calm = rows(calm_findings, "overlap")
     assert list(calm["severity"]) == ["ok"]

@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import DATA, EXAMPLE, SERVICE, copy_service, merge
+from conftest import DATA, EXAMPLE, copy_service, merge, seed_service
 from opslib.core.errors import BadInput
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Job, Spec
@@ -27,7 +27,7 @@ from opslib.steps.scaffold import scaffold
 
 ENDPOINTS = DATA / "endpoints"
 HAND_WRITTEN = ["seed_style", "two_space_dict_entries", "module_constant_one_line", "lint_bad"]
-TEMPLATE = (SERVICE / "batch_endpoint.py").read_bytes()
+TEMPLATE = (seed_service() / "batch_endpoint.py").read_bytes()
 TEMPLATE_INDEX = b'    endpoints = [\n        "/health",\n    ]\n'
 # index() list shapes beyond the committed files: each must come back exactly.
 SHAPES = {

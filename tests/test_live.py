@@ -8,12 +8,11 @@ here is skipped, and says why: no test in the default run needs credentials or t
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 import yaml
 
-from conftest import EXAMPLE, SERVICE
+from conftest import EXAMPLE, copy_service
 
 PROJECT = os.environ.get("OPSLIB_LIVE_PROJECT")
 pytestmark = pytest.mark.skipif(
@@ -43,7 +42,7 @@ def test_live_flow(tmp_path):
     )
     spec = Spec.model_validate(data)
     folder = tmp_path / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     scaffold(spec, folder)
     patch_endpoint(spec, folder)
     clients = Clients("gcp", spec.project)

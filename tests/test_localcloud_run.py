@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from urllib.error import HTTPError
@@ -26,7 +25,7 @@ from lc import (
     unique,
 )
 
-from conftest import EXAMPLE, SERVICE
+from conftest import EXAMPLE, copy_service
 from opslib.spec.model import Spec
 from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.scaffold import scaffold
@@ -37,7 +36,7 @@ SA = f"scheduler@{PROJECT}.iam.gserviceaccount.com"
 def service_folder(tmp: Path, job: str = "fx-rates") -> Path:
     """service/ with one job added through steps 1 and 2."""
     folder = tmp / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     data = yaml.safe_load(EXAMPLE.read_text())
     data["job"]["name"] = job
     spec = Spec.model_validate(data)
@@ -300,7 +299,7 @@ def test_syntax_error_fails_the_build_at_compileall(tmp_path):
 
 def test_build_rejects_what_it_cannot_carry_out(tmp_path):
     folder = tmp_path / "weird"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     dockerfile = folder / "Dockerfile"
     dockerfile.write_text(
         dockerfile.read_text().replace("WORKDIR /app", "WORKDIR /app\nRUN apt-get update")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import lc
 import pytest
 import yaml
 
-from conftest import EXAMPLE, SERVICE
+from conftest import EXAMPLE, copy_service
 from opslib.cloud.clients import Clients
 from opslib.spec.model import Spec
 from opslib.steps import schedule as step4
@@ -31,7 +30,7 @@ def make_spec(**schedule) -> Spec:
 
 def flow(tmp: Path, spec: Spec, clients: Clients, edit=None) -> step5.Verdict:
     folder = tmp / "service"
-    shutil.copytree(SERVICE, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_service(folder)
     scaffold(spec, folder)
     patch_endpoint(spec, folder)
     if edit:
