@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import nbformat
 import yaml
 from project import add_params, job_of, make_project
 
-from conftest import EXAMPLE, ROOT, SERVICE, tool
+from conftest import EXAMPLE, ROOT, SERVICE, SHIPPED_PARAMS, tool
 
 MONTHLY = ROOT / "parameters" / "monthly-report.yaml"
 
@@ -190,28 +191,40 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_make_demo_runs_the_examples_as_a_fleet_and_leaves_the_work_tree_clean():
-    """`make demo`: the example automations on one service, in a workspace copy under runs/."""
+def test_make_demo_runs_the_examples_as_a_fleet_and_leaves_the_work_tree_clean(tmp_path):
+    """`make demo`: the example automations on one service, in a workspace copy under runs/.
+
+    It runs in a project as the repository ships it (its Makefile and .gitignore, the seed's
+    service/, the shipped parameters files), kept in git to see that its tree stays clean: in
+    the repository itself a quick-start file naming batch-service would join the deploy, and
+    `make demo` would write the repository's runs/.
+    """
+    root = make_project(tmp_path / "project")
+    for shipped in (ROOT / "Makefile", ROOT / ".gitignore"):
+        shutil.copy(shipped, root / shipped.name)
+    for params in SHIPPED_PARAMS:
+        shutil.copy(params, root / "parameters" / params.name)
+    git = ["git", "-c", "user.name=opslib tests", "-c", "user.email=tests@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the seed"]):
+        subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
     status = ["git", "status", "--porcelain", "--untracked-files=all"]
-    if subprocess.run(["git", "rev-parse"], cwd=ROOT, capture_output=True).returncode != 0:
-        return  # not a git checkout (e.g. an sdist): nothing to compare
-    before = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
+    before = subprocess.run(status, cwd=root, capture_output=True, text=True).stdout
     python = f"BIN={Path(tool('opslib')).parent}"  # the interpreter running these tests
     result = subprocess.run(
         ["make", "-s", "demo", python, "STAMP="],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
         env=env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED  verify fx-rates, kr-prices" in result.stdout
     rows = re.findall(r"^\s*(\S+)\s+batch-service\s+ok 1,2,3,4,5\s+PASSED$", result.stdout, re.M)
     assert sorted(rows) == ["fx-rates", "kr-prices"], result.stdout
-    workspace = ROOT / "runs" / "workspace" / "service" / "batch_endpoint.py"
+    workspace = root / "runs" / "workspace" / "service" / "batch_endpoint.py"
     assert "/run-fx-rates" in workspace.read_text() and "/run-kr-prices" in workspace.read_text()
-    after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
-    assert after == before
+    after = subprocess.run(status, cwd=root, capture_output=True, text=True).stdout
+    assert after == before == ""
 
 
 def test_target_gcp_goes_to_google_through_the_official_clients(tmp_path):
