@@ -7,12 +7,14 @@ work on copies of service/ as the seed ships it (`seed_service`), and check the 
 holds (`indexed`). tests/test_dirty_checkout.py runs the sensitive tests in such a checkout.
 
 It also makes the run fail when a process it started (localcloud, gunicorn, a service instance)
-outlives it: see `pytest_sessionfinish`.
+outlives it, or when the checkout's `git status` changed during the run: see
+`pytest_sessionfinish`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -236,8 +238,42 @@ def leaked_processes(run_id: str = RUN_ID) -> dict[int, str]:
     return {pid: table[pid][3] for pid in sorted(found - ancestors)}
 
 
+def tree_status() -> list[str] | None:
+    """The checkout's `git status`, untracked files one by one, each changed file with a digest
+    of its bytes (a test writing into a file the user already changed shows too); None outside
+    a git checkout."""
+    result = git("status", "--porcelain", "-z", "--untracked-files=all")
+    if result is None:
+        return None
+    lines = []
+    entries = iter(result.stdout.decode(errors="replace").split("\0")[:-1])
+    for entry in entries:
+        if entry[0] in "RC":  # a rename or copy: its source path follows
+            entry += f" <- {next(entries)}"
+        path = ROOT / entry[3:].split(" <- ")[0]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "-"
+        lines.append(f"{entry} ({digest})")
+    return lines
+
+
+# What the checkout looked like before any test ran; a test that writes into it shows up here.
+TREE_STATUS = tree_status()
+
+
+def tree_changes() -> list[str]:
+    """Lines of `tree_status` that differ from the start of the run."""
+    after = tree_status()
+    if TREE_STATUS is None or after is None or after == TREE_STATUS:
+        return []
+    before, now = set(TREE_STATUS), set(after)
+    return [f"  now {line}" for line in sorted(now - before)] + [
+        f"  was {line}" for line in sorted(before - now)
+    ]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if a process it started is still alive once everything has been stopped."""
+    """Fail the run if a process it started is still alive once everything has been stopped, or
+    if the checkout's `git status` changed (a test wrote into the repository's own tree)."""
     lc = sys.modules.get("lc")
     if lc is not None:  # the shared localcloud, otherwise stopped only at exit
         lc._stop()
@@ -248,17 +284,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         leaked = leaked_processes()
     shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
     shutil.rmtree(SEED_DIR, ignore_errors=True)
-    if not leaked:
+    lines = []
+    if leaked:
+        lines += [f"leak check: {len(leaked)} process(es) this test run started are still running:"]
+        lines += [f"  pid {pid}: {cmdline.strip()[:300]}" for pid, cmdline in leaked.items()]
+    changes = tree_changes()
+    if changes:
+        lines += [
+            f"tree check: `git status` in {ROOT} changed during the run (a test wrote into the "
+            "repository's tree, or someone edited it meanwhile):",
+            *changes,
+        ]
+    if not lines:
         return
     if session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    lines = [f"leak check: {len(leaked)} process(es) this test run started are still running:"]
-    lines += [f"  pid {pid}: {cmdline.strip()[:300]}" for pid, cmdline in leaked.items()]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.ensure_newline()
     for line in lines:
         if reporter is not None:
-            reporter.write_line(line, red=True, bold=line.startswith("leak"))
+            reporter.write_line(line, red=True, bold=not line.startswith(" "))
         else:
             print(line, file=sys.stderr)
