@@ -81,6 +81,33 @@ def indexed(path: Path) -> bytes | None:
     return result.stdout if result is not None and result.returncode == 0 else None
 
 
+def as_shipped(notebook: Path):
+    """`notebook` (an nbformat node) without what a user's runs left in it: no outputs, no cell
+    papermill injected, and its parameters cell as git's index holds it, since that cell is where
+    a user types their answers in JupyterLab (the quick start's questions, a step's `params`).
+    The other cells are the working tree's: a developer's edits to them stay under test."""
+    import nbformat
+
+    book = nbformat.read(notebook, as_version=4)
+    staged = indexed(notebook)
+    if staged is not None:
+        committed = nbformat.reads(staged.decode(), as_version=4)
+        shipped = [c.source for c in committed.cells if "parameters" in _tags(c)]
+        for cell in book.cells:
+            if "parameters" in _tags(cell) and len(shipped) == 1:
+                cell.source = shipped[0]
+    book.cells = [c for c in book.cells if "injected-parameters" not in _tags(c)]
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    book.metadata.pop("widgets", None)
+    return book
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 _SEED: list[Path] = []
 
 

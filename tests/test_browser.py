@@ -22,9 +22,10 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import lc
+import nbformat
 import pytest
 
-from conftest import EXAMPLE, ROOT, copy_service, tool
+from conftest import EXAMPLE, ROOT, as_shipped, copy_service
 from opslib.notebook.widgets import CUSTOM_LABEL
 from opslib.spec.cron_report import PRESETS
 from opslib.spec.loader import load_spec
@@ -72,11 +73,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A JupyterLab serving a temporary copy of the notebooks; yields (url, their folder)."""
     work = tmp_path / "work" / "notebooks"
     work.mkdir(parents=True)
-    for notebook in NOTEBOOK.parent.glob("*.ipynb"):
-        shutil.copy(notebook, work / notebook.name)
-    # Without the outputs a user's own runs saved in the repository's notebooks.
-    copies = sorted(map(str, work.glob("*.ipynb")))
-    subprocess.run([tool("nbstripout"), *copies], check=True, capture_output=True)
+    for notebook in NOTEBOOK.parent.glob("*.ipynb"):  # not a user's outputs and answers
+        nbformat.write(as_shipped(notebook), work / notebook.name)
     dirs = {
         name: tmp_path / name for name in ("config", "runtime", "ipython", "settings", "spaces")
     }

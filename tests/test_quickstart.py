@@ -113,9 +113,13 @@ def test_a_bad_answer_is_reported_at_its_line_and_nothing_is_written(tmp_path, a
     assert quickstart.render(answers).splitlines()[line - 1].lstrip().startswith(key.split(".")[-1])
 
 
-def test_env_file_gives_key_names_and_never_values(tmp_path):
+def test_env_file_gives_key_names_and_never_values(tmp_path, monkeypatch):
     env = tmp_path / ".env"
     env.write_text(f'FX_API_KEY={VALUE}\n# note\nexport OTHER_TOKEN="two words"\n')
+    # key_names reads a relative env_file from the working directory if it is there: from an
+    # empty one, as the repository's root (where a user may keep their .env) is not.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     keys = quickstart.key_names(["FX_API_KEY"], ".env", root=tmp_path)
     assert keys == ("FX_API_KEY", "OTHER_TOKEN")  # given first, each once
     path = tmp_path / "p.yaml"
