@@ -1,12 +1,13 @@
 """`make test` passes in a checkout a user has worked in (issue 18, point 7).
 
-An operator opens the notebooks in JupyterLab and runs them there: the quick start writes
-parameters/my-job.yaml, steps 1-2 write the example's job into service/ (its module and test, its
-route in batch_endpoint.py), and the notebooks are saved with their outputs; then they edit the
-job, which is their code now. This builds such a checkout (a clone of the repository carrying
-this tests/ folder and Makefile), dirties it that way, and runs there the lint and the tests that
-read those files, as a user's `make test` would. A notebook saved with outputs is the user's
-until they stage it; staged, the outputs check fails.
+An operator keeps their API keys in .env, opens the notebooks in JupyterLab and runs them there:
+they answer the quick start's questions in its parameters cell and run it (it writes
+parameters/fx-daily.yaml), point step 1's `params` at that file, let steps 1-2 write the example's
+job into service/ (its module and test, its route in batch_endpoint.py), and the notebooks are
+saved with their outputs; then they edit the job, which is their code now. This builds such a
+checkout (a clone of the repository carrying this tests/ folder and Makefile), dirties it that
+way, and runs there the lint and the tests that read those files, as a user's `make test` would.
+A notebook saved with outputs is the user's until they stage it; staged, the outputs check fails.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ SENSITIVE = [
         )
     ),
     "tests/test_spec.py::test_shipped_parameters_are_valid",
+    "tests/test_quickstart.py::test_env_file_gives_key_names_and_never_values",
+    "tests/test_widgets.py::test_default_run_writes_a_new_file_and_shows_the_picker",
+    "tests/test_widgets.py::test_the_notebook_is_thin_committed_without_outputs_and_safe_by_default",
 ]
 # What the user adds to the job step 1 wrote for them: their code, in their style.
 USER_EDIT = "\n\nimport json\ndef their_helper( rows ):\n    return json.dumps(rows)\n"
@@ -66,6 +70,15 @@ def pytest_in(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-P", "-m", "pytest", *options, *args], root, timeout=600)
 
 
+def answer(notebook: Path, old: str, new: str) -> None:
+    """What a user types into a notebook's parameters cell in JupyterLab, saved."""
+    book = nbformat.read(notebook, as_version=4)
+    (cell,) = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+    assert old in cell.source, cell.source
+    cell.source = cell.source.replace(old, new)
+    nbformat.write(book, notebook)
+
+
 def status(root: Path) -> str:
     return ok(run(["git", "status", "--porcelain", "--untracked-files=all"], root)).stdout
 
@@ -87,15 +100,19 @@ def dirty(tmp_path_factory) -> Path:
     ok(run([*git, "add", "tests", "Makefile"], root))
     commit = ["commit", "-q", "--no-verify", "--allow-empty", "-m", "tests under development"]
     ok(run([*git, *commit], root))
+    (root / ".env").write_text("FX_API_KEY=not-a-real-key\n")
     notebooks = root / "notebooks"
     quickstart = notebooks / "00_quickstart.ipynb"
     # JupyterLab keeps a checkpoint of each notebook it opens, then saves it with its outputs.
     (notebooks / ".ipynb_checkpoints").mkdir()
     shutil.copy(quickstart, notebooks / ".ipynb_checkpoints" / "00_quickstart-checkpoint.ipynb")
+    answer(quickstart, 'name = "my-job"', 'name = "fx-daily"')
     execute = [tool("jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace"]
     ok(run([*execute, quickstart.name], notebooks))
     assert any(cell.get("outputs") for cell in nbformat.read(quickstart, as_version=4).cells)
-    assert (root / "parameters" / "my-job.yaml").is_file(), "the quick start's answers"
+    assert (root / "parameters" / "fx-daily.yaml").is_file(), "the quick start's answers"
+    step1 = notebooks / "01_write_function.ipynb"
+    answer(step1, '"parameters/example.yaml"', '"parameters/fx-daily.yaml"')
     # Steps 1-2 of parameters/example.yaml in place, then the user's own edit of their job.
     for step in ("scaffold", "endpoint"):
         ok(run([tool("opslib"), step, "parameters/example.yaml"], root))
@@ -109,11 +126,14 @@ def dirty(tmp_path_factory) -> Path:
 def test_the_checkout_is_dirty_the_way_a_user_leaves_it(dirty):
     assert sorted(status(dirty).splitlines()) == [
         " M notebooks/00_quickstart.ipynb",
+        " M notebooks/01_write_function.ipynb",
         " M service/batch_endpoint.py",
+        "?? .env",
         "?? notebooks/.ipynb_checkpoints/00_quickstart-checkpoint.ipynb",
+        "?? parameters/fx-daily.yaml",
         "?? service/scripts/batch/fx_rates.py",
         "?? service/tests/test_fx_rates.py",
-    ]  # and parameters/my-job.yaml, which .gitignore leaves out
+    ]
 
 
 def test_make_lint_and_the_sensitive_tests_pass_there(dirty):
