@@ -27,6 +27,8 @@ EXAMPLES = {
 }
 
 Path_ = tuple[str, ...]
+# Refused before parsing: a spec is a few hundred bytes, and every step reads it again.
+MAX_BYTES = 256 * 1024
 # Values under these keys may be secrets: errors name the key and never print the value.
 SECRET_KEYS: tuple[Path_, ...] = (
     ("deploy", "env"),
@@ -46,6 +48,7 @@ def load_spec(path: str | Path) -> Spec:
 def load_spec_text(text: str, path: str | Path) -> Spec:
     """The validated spec in `text`, reported as the file `path` (a file about to be written)."""
     path = Path(path)
+    _check_size(len(text.encode("utf-8", errors="replace")), path)
     data, lines = _parse_yaml(text, path)
     return _validate(data, path, lines)
 
@@ -76,9 +79,12 @@ def _validate(data: dict[str, Any], path: Path, lines: dict[Path_, int]) -> Spec
 
 
 def _read_text(path: Path) -> str:
-    """The file's text; a missing, unreadable or non-UTF-8 file is bad input, not a crash."""
+    """The file's text; a missing, unreadable, too large or non-UTF-8 file is bad input."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)  # never more: a huge file is refused, not read
+        _check_size(len(data), path)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise BadInput(str(path), "no such parameters file", "give the path of a .yaml") from None
     except UnicodeDecodeError as exc:
@@ -93,9 +99,33 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def key_line(path: Path, key: str) -> int | None:
+    """The line of `key` (dotted) in a parameters file, for a message about it; None when the
+    file cannot be read again."""
+    try:
+        _, lines = _parse_yaml(_read_text(path), path)
+    except BadInput:
+        return None
+    return _line(lines, tuple(key.split(".")))
+
+
+def _check_size(size: int, path: Path) -> None:
+    if size > MAX_BYTES:
+        raise BadInput(
+            str(path),
+            f"is over {MAX_BYTES // 1024} KiB; a parameters file is a few hundred bytes",
+            "keep one automation's settings in it (data and long text belong elsewhere)",
+        )
+
+
 def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
     """Parse once: the node tree gives each key's line, and the data is built from it."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        raise BadInput(
+            str(path), f"not valid YAML: {exc}", "remove the control characters from the file"
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
