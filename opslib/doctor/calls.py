@@ -71,7 +71,8 @@ def check_rate_limits(facts: Facts) -> list[Finding]:
         f"{len(limited)} line(s) with 429 in {len(hit_runs) or 'unknown'} run(s) from {where}",
         f"{len(retried)} retry line(s) from the policy ({POLICY_LOGGER})",
         f"{len(failed)} of those run(s) failed",
-        f"last: {when(limited.iloc[-1]['timestamp'])} {_first_line(limited.iloc[-1]['message'])}",
+        f"last: {when(limited.iloc[-1]['timestamp'], facts.zone)} "
+        f"{_first_line(limited.iloc[-1]['message'])}",
     ]
     if bypass:
         evidence.append(_source(facts, bypass))
@@ -136,7 +137,7 @@ def check_job_errors(facts: Facts) -> list[Finding]:
     ends = mine[mine["status"].isin(("success", "error"))]
     failed = ends[ends["status"] == "error"]
     counted = ends[(ends["status"] == "success") & (ends["errors"].fillna(0) > 0)]
-    findings = [*_lost(facts), *_failed(facts, failed), *_counted(counted)]
+    findings = [*_lost(facts), *_failed(facts, failed), *counted_errors(counted, facts.zone)]
     if findings:
         return findings
     processed = int(ends["processed"].fillna(0).sum()) if len(ends) else 0
@@ -159,7 +160,8 @@ def _lost(facts: Facts) -> list[Finding]:
             "job errors",
             "warning",
             f"{len(lost)} run(s) of {job} started but never logged an end",
-            f"last started {when(lost.iloc[-1]['start'])} (run {lost.iloc[-1]['run_id']}); "
+            f"last started {when(lost.iloc[-1]['start'], facts.zone)} "
+            f"(run {lost.iloc[-1]['run_id']}); "
             "an instance that crashes (out of memory) or is stopped mid-run leaves no end "
             "line",
             "read the service's logs around that time (opslib logs PARAMS --errors); if "
@@ -189,14 +191,14 @@ def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
             "job errors",
             "error" if newest_failed else "warning",
             f"{len(failed)} of {len(runs)} run(s) of {job} failed",
-            f"{top}; last at {when(last['timestamp'])}; the route answers 500, which "
+            f"{top}; last at {when(last['timestamp'], facts.zone)}; the route answers 500, which "
             "Scheduler records as INTERNAL",
             fix,
         )
     ]
 
 
-def _counted(counted: pd.DataFrame) -> list[Finding]:
+def counted_errors(counted: pd.DataFrame, zone: str) -> list[Finding]:
     """Runs that succeeded yet counted errors: records the job skipped, worth a look."""
     if not len(counted):
         return []
@@ -206,7 +208,7 @@ def _counted(counted: pd.DataFrame) -> list[Finding]:
             "job errors",
             "warning",
             f"{len(counted)} run(s) finished but reported {total} error(s) in their counts",
-            f"last: {when(last['timestamp'])} {_first_line(last['message'])}",
+            f"last: {when(last['timestamp'], zone)} {_first_line(last['message'])}",
             "read the run's WARNING/ERROR lines (opslib logs PARAMS --errors) and handle "
             "those records in the job",
         )

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from opslib.cloud import codes
+from opslib.core.display import TIME_FORMAT
 from opslib.doctor.facts import Facts
 from opslib.spec import rules as g
 
@@ -61,9 +62,14 @@ def cause_of(facts: Facts, code: str) -> str:
     return EXPLAINED_BY.get(code, "job errors")
 
 
-def when(stamp: object) -> str:
-    """A log timestamp as people read it (UTC, to the second)."""
-    return pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M:%SZ") if pd.notna(stamp) else "?"
+def when(stamp: object, zone: str) -> str:
+    """A timestamp as people read it, to the second, on the job's clock (`Facts.zone`, its
+    schedule.time_zone), as the verdict's banner tells the time."""
+    if stamp is None or pd.isna(stamp):
+        return "?"
+    moment = pd.Timestamp(stamp)
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
+    return moment.tz_convert(zone).strftime(TIME_FORMAT)
 
 
 def secs(value: float) -> str:
@@ -235,7 +241,8 @@ def _starts_failed(facts: Facts) -> list[Finding]:
             "revision",
             "error" if newest else "warning",
             f"{len(unstarted)} request(s) got 503: a new instance failed to start",
-            f"last {when(last['timestamp'])} on {last['revision']}: {str(last['text'])[:300]}",
+            f"last {when(last['timestamp'], facts.zone)} on {last['revision']}: "
+            f"{str(last['text'])[:300]}",
             f"{cause}, then {STEP_DEPLOY}",
         )
     ]
@@ -263,7 +270,7 @@ def check_job(facts: Facts) -> list[Finding]:
         return _absent(facts, "scheduler job", "job", "roles/cloudscheduler.viewer", missing)
     findings: list[Finding] = []
     state = job.state.name
-    last = when(job.last_attempt_time) if job.last_attempt_time else "never"
+    last = when(job.last_attempt_time, facts.zone) if job.last_attempt_time else "never"
     if state == "PAUSED":
         findings.append(
             Finding(
@@ -332,7 +339,7 @@ def _failing(facts: Facts) -> list[Finding]:
             "error",
             f"the last {streak} attempt(s) failed",
             ", ".join(f"{c} x{n}" for c, n in codes.items())
-            + f"; last at {when(last['end'])}: {last['detail'] or last['code']}",
+            + f"; last at {when(last['end'], facts.zone)}: {last['detail'] or last['code']}",
             f"{see(*causes)} for the cause and the change to make",
         )
     ]
@@ -435,7 +442,7 @@ def seen_codes(facts: Facts, rpc: tuple[str, ...], http: tuple[int, ...]) -> str
     if len(hit):
         parts.append(
             f"{len(hit)} attempt(s) ended {'/'.join(sorted(set(hit['code'])))} "
-            f"(last {when(hit.iloc[-1]['end'])})"
+            f"(last {when(hit.iloc[-1]['end'], facts.zone)})"
         )
     requests = facts.job_requests
     got = requests[requests["http_status"].isin(http)] if len(requests) else requests

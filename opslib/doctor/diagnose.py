@@ -33,6 +33,7 @@ from opslib.doctor.checks import (
     check_job,
     check_revision,
     check_service,
+    when,
 )
 from opslib.doctor.facts import LOG_LIMIT, Facts, gather
 from opslib.doctor.overlap import check_overlap
@@ -67,8 +68,8 @@ def _coverage(facts: Facts) -> list[Finding]:
             "logs",
             "warning",
             f"only the newest {LOG_LIMIT} log entries were read: the checks cover "
-            f"{oldest:%Y-%m-%d %H:%M:%S}Z onwards, not the whole window from "
-            f"{facts.since:%Y-%m-%d %H:%M:%S}Z",
+            f"{when(oldest, facts.zone)} onwards, not the whole window from "
+            f"{when(facts.since, facts.zone)}",
             f"{len(entries)} entries read (the limit keeps a diagnosis to a few API calls)",
             "pass a shorter window (opslib doctor PARAMS --since 1h) to see all of it",
         )

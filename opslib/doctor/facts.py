@@ -56,6 +56,11 @@ class Facts:
     params: Path | None = None  # the parameters file, when the caller knows it
 
     @property
+    def zone(self) -> str:
+        """The job's clock (its schedule.time_zone): every time a finding shows is told on it."""
+        return defaults.time_zone(self.spec.schedule.time_zone)
+
+    @property
     def deadline(self) -> float:
         """Scheduler's attempt deadline as live (the spec's when there is no job)."""
         if self.job is None:

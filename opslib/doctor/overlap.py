@@ -27,7 +27,7 @@ def check_overlap(facts: Facts) -> list[Finding]:
                 "overlap",
                 "warning",
                 f"{len(overlapped)} run(s) of {facts.spec.job.name} overlapped another run",
-                f"last at {when(overlapped['timestamp'].max())}: "
+                f"last at {when(overlapped['timestamp'].max(), facts.zone)}: "
                 f"{str(overlapped['message'].iloc[-1])[:200]}",
                 "a run outlived its lease (the attempt deadline): raise "
                 "schedule.attempt_deadline to cover the slowest run, or make the job faster",
@@ -40,7 +40,7 @@ def check_overlap(facts: Facts) -> list[Finding]:
                 "info",
                 f"{len(skipped)} run(s) of {facts.spec.job.name} were skipped: the previous "
                 "run was still going (job.overlap: skip)",
-                f"last at {when(skipped['timestamp'].max())}",
+                f"last at {when(skipped['timestamp'].max(), facts.zone)}",
                 "if that is more than now and then, the job takes longer than its interval: "
                 "space the cron out, or set job.overlap: queue to run them one after another",
             )

@@ -144,7 +144,7 @@ def _served_since(facts: Facts, live: list[Serving], refused: str) -> Finding:
             f"the job calls {uri}; if that is not this service's URL ({facts.service.uri}), "
             f"{STEP_SCHEDULE}"
         )
-    created = f"; {newest.name} created {when(newest.created)}" if newest else ""
+    created = f"; {newest.name} created {when(newest.created, facts.zone)}" if newest else ""
     return Finding(
         CHECK,
         "warning",
@@ -180,7 +180,7 @@ def _last_had(facts: Facts) -> str:
         failed = any(c.state.name == "CONDITION_FAILED" for c in revision.conditions)
         if not failed and route in (routes_of(revision) or []):
             name = revision.name.rsplit("/", 1)[-1]
-            return f"{text}{name} (created {when(revision.create_time)})"
+            return f"{text}{name} (created {when(revision.create_time, facts.zone)})"
     return f"{text}none (no revision of {facts.spec.service} had it)"
 
 
