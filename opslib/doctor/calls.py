@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from opslib.doctor.checks import STEP_DEPLOY, Finding, ok, see, when
+from opslib.doctor.checks import STEP_DEPLOY, Finding, module_path, ok, see, when
 from opslib.doctor.facts import Facts
 
 POLICY_LOGGER = "scripts.common.http"
@@ -183,7 +182,7 @@ def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
     fix = (
         see("rate limit (429)")
         if rate
-        else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
+        else f"the job raised it: fix {module_path(facts)} (its test: tests/test_"
         f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
     )
     return [
@@ -198,14 +197,14 @@ def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
     ]
 
 
-def counted_errors(counted: pd.DataFrame, zone: str) -> list[Finding]:
+def counted_errors(counted: pd.DataFrame, zone: str, check: str = "job errors") -> list[Finding]:
     """Runs that succeeded yet counted errors: records the job skipped, worth a look."""
     if not len(counted):
         return []
     total, last = int(counted["errors"].sum()), counted.iloc[-1]
     return [
         Finding(
-            "job errors",
+            check,
             "warning",
             f"{len(counted)} run(s) finished but reported {total} error(s) in their counts",
             f"last: {when(last['timestamp'], zone)} {_first_line(last['message'])}",
@@ -217,9 +216,3 @@ def counted_errors(counted: pd.DataFrame, zone: str) -> list[Finding]:
 
 def _first_line(message: object) -> str:
     return str(message).splitlines()[0][:200] if isinstance(message, str) else ""
-
-
-def _module(facts: Facts) -> str:
-    """The job module the steps generated: in the service folder read, else the spec's own."""
-    folder = facts.service_dir or Path(facts.spec.service_dir)
-    return str(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py")

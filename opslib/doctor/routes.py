@@ -21,7 +21,15 @@ import pandas as pd
 
 from opslib.cloud.session import open_session
 from opslib.core.errors import OpslibError
-from opslib.doctor.checks import STEP_SCHEDULE, Finding, ok, recency, seen_codes, when
+from opslib.doctor.checks import (
+    STEP_SCHEDULE,
+    Finding,
+    ok,
+    recency,
+    seen_codes,
+    shown,
+    when,
+)
 from opslib.doctor.facts import Facts
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
@@ -224,8 +232,8 @@ def _service_files(facts: Facts) -> tuple[list[str], str] | None:
     except OpslibError:
         return None
     root = session.root
-    folder = _shown(session.service_dir, root) + "/"
-    return [_shown(p, root) for p in files], folder
+    folder = shown(session.service_dir, root) + "/"
+    return [shown(p, root) for p in files], folder
 
 
 def _same_service(path: Path, spec: Spec) -> bool:
@@ -239,7 +247,3 @@ def _load(path: Path) -> Spec | None:
         return load_spec(path)
     except OpslibError:
         return None
-
-
-def _shown(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
