@@ -169,9 +169,9 @@ def check_job_auth(facts: Facts) -> list[Finding]:
 def _run_target(facts: Facts) -> list[Finding]:
     """The Scheduler job calls the Run Admin API's `:run` of this Cloud Run job."""
     spec, uri = facts.spec, facts.job.http_target.uri
-    parts = urlsplit(uri)
-    path = f"/v2/{names.run_job(spec)}:run"
-    if parts.path == path and parts.netloc.endswith("run.googleapis.com"):
+    parts, api = urlsplit(uri), urlsplit(names.run_job_url(spec))
+    regional = parts.netloc.endswith(f"-{api.netloc}")  # REGION-run.googleapis.com
+    if parts.path == api.path and (parts.netloc == api.netloc or regional):
         return []
     return [
         Finding(

@@ -368,8 +368,10 @@ def _timeout_fix(facts: Facts, want: float, live: float) -> str:
             f"{params_file(facts)}; each takes its share by CLOUD_RUN_TASK_INDEX), then "
             f"{redeploy(facts)}"
         )
+    if live >= want:
+        return f"the live task timeout ({secs(live)}) covers it now: nothing to do"
     have = spec.job.effective_task_timeout
-    if have >= want > live:
+    if have >= want:
         return (
             f"the spec already has job.task_timeout: {secs(have)} but the live job's is "
             f"{secs(live)}: {redeploy(facts)}"
