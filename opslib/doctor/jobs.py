@@ -90,7 +90,10 @@ def failed_tasks(facts: Facts, execution: Any) -> list[Any]:
 
 
 def timed_out(task: Any) -> bool:
-    return codes.name(task.last_attempt_result.status.code) == TIMED_OUT
+    """The task's last attempt ran into its timeout (Cloud Run: "The configured timeout was
+    reached.", DEADLINE_EXCEEDED)."""
+    status = task.last_attempt_result.status
+    return codes.name(status.code) == TIMED_OUT or "timeout was reached" in status.message
 
 
 def check_cloud_run_job(facts: Facts) -> list[Finding]:
