@@ -165,33 +165,47 @@ def recency(facts: Facts, codes: tuple[str, ...]) -> str:
     return "warning"
 
 
-def absent(facts: Facts, check: str, key: str, role: str, missing: Finding) -> list[Finding]:
-    """Why a resource read as None: the read failed (grant `role` to see it), else `missing`."""
-    if key in facts.errors:
+class Missing(NamedTuple):
+    """A resource the doctor read as None: what it is, the read, and who may read it."""
+
+    what: str  # "Cloud Run service batch-service"
+    key: str  # its name in Facts.errors
+    read: str  # the API method: run.services.get
+    role: str  # the role that may read it
+
+
+def absent(facts: Facts, check: str, missing: Missing, fix: str, seen: str = "") -> list[Finding]:
+    """Why a resource read as None: the read failed (grant the role to see it), else it is not
+    there (an error whose fix is `fix`; `seen`: what the logs say about it)."""
+    if missing.key in facts.errors:
         return [
             Finding(
                 check,
                 "warning",
-                f"could not read the {key}",
-                facts.errors[key],
-                f"check your access: {role}",
+                f"could not read the {missing.key}",
+                facts.errors[missing.key],
+                f"check your access: {missing.role}",
             )
         ]
-    return [missing]
+    spec = facts.spec
+    return [
+        Finding(
+            check,
+            "error",
+            f"there is no {missing.what} in {spec.project}/{spec.region}",
+            f"{missing.read} answered NOT_FOUND" + (f"; {seen}" if seen else ""),
+            fix,
+        )
+    ]
 
 
 def check_job(facts: Facts) -> list[Finding]:
     """The Scheduler job exists, is enabled, and its recent attempts succeed."""
     spec, job = facts.spec, facts.job
     if job is None:
-        missing = Finding(
-            "scheduler job",
-            "error",
-            f"there is no Scheduler job {spec.job.name} in {spec.project}/{spec.region}",
-            "cloudscheduler.jobs.get answered NOT_FOUND",
-            STEP_SCHEDULE,
-        )
-        return absent(facts, "scheduler job", "job", "roles/cloudscheduler.viewer", missing)
+        what = f"Scheduler job {spec.job.name}"
+        missing = Missing(what, "job", "cloudscheduler.jobs.get", "roles/cloudscheduler.viewer")
+        return absent(facts, "scheduler job", missing, STEP_SCHEDULE)
     findings: list[Finding] = []
     state = job.state.name
     last = when(job.last_attempt_time, facts.zone) if job.last_attempt_time else "never"

@@ -21,6 +21,7 @@ from opslib.doctor.checks import (
     AUTH_CODES,
     RUN_JOB_CHECK,
     Finding,
+    Missing,
     absent,
     command,
     module_path,
@@ -100,15 +101,10 @@ def check_cloud_run_job(facts: Facts) -> list[Finding]:
     """The Cloud Run job exists and is ready; Scheduler's `:run` calls do not fail."""
     spec, job = facts.spec, facts.run_job
     if job is None:
-        seen = seen_codes(facts, ("NOT_FOUND",), ())
-        missing = Finding(
-            RUN_JOB_CHECK,
-            "error",
-            f"there is no Cloud Run job {spec.job.name} in {spec.project}/{spec.region}",
-            "run.jobs.get answered NOT_FOUND" + (f"; {seen}" if seen else ""),
-            f"run {command(facts, 'deploy')} (step 3 builds the image and deploys the job)",
-        )
-        return absent(facts, RUN_JOB_CHECK, RUN_JOB_CHECK, "roles/run.viewer", missing)
+        what = f"Cloud Run job {spec.job.name}"
+        missing = Missing(what, RUN_JOB_CHECK, "run.jobs.get", "roles/run.viewer")
+        fix = f"run {command(facts, 'deploy')} (step 3 builds the image and deploys the job)"
+        return absent(facts, RUN_JOB_CHECK, missing, fix, seen_codes(facts, ("NOT_FOUND",), ()))
     findings = []
     condition = job.terminal_condition
     if condition.state.name == "CONDITION_FAILED":

@@ -4,7 +4,7 @@ started, and no new instance failed to start (503s with the reason Cloud Run log
 
 from __future__ import annotations
 
-from opslib.doctor.checks import STEP_DEPLOY, Finding, absent, ok, when
+from opslib.doctor.checks import STEP_DEPLOY, Finding, Missing, absent, ok, when
 from opslib.doctor.facts import Facts
 
 
@@ -12,14 +12,9 @@ def check_service(facts: Facts) -> list[Finding]:
     """The Cloud Run service exists, is ready and has a URL."""
     spec, service = facts.spec, facts.service
     if service is None:
-        missing = Finding(
-            "service",
-            "error",
-            f"there is no Cloud Run service {spec.service} in {spec.project}/{spec.region}",
-            "run.services.get answered NOT_FOUND",
-            STEP_DEPLOY,
-        )
-        return absent(facts, "service", "service", "roles/run.viewer", missing)
+        what = f"Cloud Run service {spec.service}"
+        missing = Missing(what, "service", "run.services.get", "roles/run.viewer")
+        return absent(facts, "service", missing, STEP_DEPLOY)
     state = service.terminal_condition.state.name
     if state == "CONDITION_FAILED" and facts.failed_revision is None:
         return [
