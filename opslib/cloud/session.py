@@ -109,10 +109,10 @@ def open_session(
     given = {k: v for k, v in spec_keys.items() if v is not None}
     if given:
         if service_dir and not Path(service_dir).is_absolute():  # `-f` passes the spec's own
-            given["service_dir"] = str(service_dir)
+            given["service_dir"], service_dir = str(service_dir), None
         spec = spec_from_mapping({**given, **({"target": target} if target else {})})
         root = project_root(Path.cwd())
-        if service_dir is None and not (root / "service" / "batch_endpoint.py").is_file():
+        if not (root / "service" / "batch_endpoint.py").is_file() and not service_dir:
             raise BadInput(
                 "notebook parameters",
                 f"no opslib project (service/batch_endpoint.py) at or above {Path.cwd()}",

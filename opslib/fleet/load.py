@@ -19,7 +19,7 @@ import pandas as pd
 from opslib.cloud.session import Session, open_session
 from opslib.core.errors import BadInput
 from opslib.spec import names
-from opslib.spec.loader import key_line
+from opslib.spec.loader import key_line, load_spec
 from opslib.spec.model import Spec
 from opslib.spec.project import locate, params_files
 from opslib.spec.rules import format_duration
@@ -285,7 +285,11 @@ def _routed(session: Session) -> bool:
 
 
 def _siblings(given: list[Session], known: set[Path]) -> list[Session]:
-    """The other route jobs of the given ones' service in the same parameters folders."""
+    """The other route jobs of the given ones' service in the same parameters folders.
+
+    A file that does not load is left out here: it cannot be deployed as it is, and
+    `opslib check` on the folder names what is wrong with it.
+    """
     if not given:
         return []
     first, found = given[0], []
@@ -293,7 +297,14 @@ def _siblings(given: list[Session], known: set[Path]) -> list[Session]:
         for path in params_files(folder) if folder.is_dir() else []:
             if path in known:
                 continue
-            other = open_session(path, first.spec.target, first.service_dir)
-            if other.spec.service_key == first.spec.service_key and _routed(other):
-                found.append(other)
+            try:
+                other = load_spec(path)
+            except BadInput:
+                continue
+            if other.service_key == first.spec.service_key and other.job.effective_runtime == (
+                "service"
+            ):
+                found.append(
+                    open_session(path, first.spec.target, first.service_dir, first.workspace)
+                )
     return found
