@@ -17,8 +17,8 @@ from opslib.core.errors import OpslibError
 from opslib.doctor import diagnose as doctor
 from opslib.doctor.checks import AUTH_CODES, RUN_JOB_CHECK
 from opslib.doctor.jobs import TASKS
-from opslib.steps.verify import service as verify_step
-from opslib.steps.verify.service import Verdict
+from opslib.steps import verify as verify_step
+from opslib.steps.verify import Verdict
 
 
 def verify(session: Session, progress: bool = True) -> Verdict:

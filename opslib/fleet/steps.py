@@ -32,7 +32,7 @@ from opslib.steps.deploy import service as cloud_run
 from opslib.steps.deploy.preflight import Prune
 from opslib.steps.endpoint import check as local_checks
 from opslib.steps.endpoint import patch as endpoint_step
-from opslib.steps.verify.service import Verdict
+from opslib.steps.verify import Verdict
 
 
 def _per_job(fleet: Fleet, frame_of: Callable[[Session], pd.DataFrame]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from opslib.core.errors import OpslibError
 from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps import logs
-from opslib.steps.verify.service import Verdict, run_now, wait_for_attempt
+from opslib.steps.verify.attempt import Verdict, run_now, wait_for_attempt
 
 EXECUTION_LABEL = "run.googleapis.com/execution_name"
 TASK_LABEL = "run.googleapis.com/task_index"
