@@ -25,11 +25,10 @@ pytestmark = pytest.mark.skipif(
 def test_live_flow(tmp_path):
     from opslib.cloud.clients import Clients
     from opslib.spec.model import Spec
-    from opslib.steps import schedule
+    from opslib.steps import schedule, verify
     from opslib.steps.deploy import service as deploy
     from opslib.steps.endpoint.patch import patch_endpoint
     from opslib.steps.scaffold import scaffold
-    from opslib.steps import verify
 
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(
