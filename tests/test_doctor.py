@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -727,7 +728,12 @@ def test_a_route_never_deployed_says_none_and_its_fix_works(scenarios, monkeypat
     never = f"served {s.spec.job.route}: none (no revision of {s.spec.service} had it)"
     assert never in missing["evidence"]
     assert redeploy_all(s) in missing["fix"] and "service/" in missing["fix"]
-    steps_1_to_3(s.extra["files"])  # the fix, as `opslib run ... --steps 1-3` does it
+    printed = shlex.split(redeploy_all(s))  # the fix, run as printed, from the project root
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+    done = subprocess.run(
+        [tool("opslib"), *printed[1:]], cwd=s.extra["project"], env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     between = diagnose(s, params=s.extra["files"][0])  # deployed, not run since
     since = one(between, "route", "warning")
     assert "now, but the job's last attempt got 404" in since["finding"]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from opslib.doctor.checks import STEP_DEPLOY, Finding, module_path, ok, see, when
+from opslib.doctor.checks import STEP_DEPLOY, Finding, module_path, ok, see, test_path, when
 from opslib.doctor.facts import Facts
 
 POLICY_LOGGER = "scripts.common.http"
@@ -182,8 +182,8 @@ def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
     fix = (
         see("rate limit (429)")
         if rate
-        else f"the job raised it: fix {module_path(facts)} (its test: tests/test_"
-        f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
+        else f"the job raised it: fix {module_path(facts)} (its test: {test_path(facts)}), "
+        f"then {STEP_DEPLOY}"
     )
     return [
         Finding(

@@ -95,6 +95,12 @@ def module_path(facts: Facts) -> str:
     return shown(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py", facts.root)
 
 
+def test_path(facts: Facts) -> str:
+    """The job's unit test (step 1 writes it in the service folder's tests/)."""
+    folder = facts.service_dir or Path(facts.spec.service_dir)
+    return shown(Path(folder) / "tests" / f"test_{facts.spec.job.module}.py", facts.root)
+
+
 def when(stamp: object, zone: str) -> str:
     """A timestamp as people read it, to the second, on the job's clock (`Facts.zone`, its
     schedule.time_zone), as the verdict's banner tells the time."""

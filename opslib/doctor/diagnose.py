@@ -14,6 +14,7 @@ symptom (the job's attempts fail) points at its cause's finding, never at itself
 
 from __future__ import annotations
 
+import re
 import shlex
 import textwrap
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from opslib.doctor.routes import check_routes
 from opslib.doctor.service import check_revision, check_service
 from opslib.doctor.timing import check_chain, check_cold_start, check_deadline
 from opslib.spec.model import Spec
+from opslib.spec.project import typed
 from opslib.steps.logs import resource_clause
 
 COLUMNS = ("severity", "check", "finding", "evidence", "fix")
@@ -91,6 +93,17 @@ def _coverage(facts: Facts) -> list[Finding]:
     ]
 
 
+def _with_params(rows: list[Finding], facts: Facts) -> list[Finding]:
+    """Every command a finding prints names the user's own parameters file (as they can type
+    it from here), so it runs as printed; PARAMS stays only when the file is not known (papermill
+    given the keys, not a file)."""
+    if facts.params is None or not facts.params.is_file() or facts.root is None:
+        return rows
+    path = shlex.quote(typed(facts.params, facts.root))
+    word = re.compile(r"\bPARAMS(\.yaml)?\b")
+    return [r._replace(fix=word.sub(path, r.fix), finding=word.sub(path, r.finding)) for r in rows]
+
+
 def _named(rows: list[Finding]) -> list[Finding]:
     """A fix that only points elsewhere ("see [route] ...") also quotes what that finding says."""
     first: dict[str, str] = {}
@@ -119,7 +132,7 @@ def diagnose(session: Session, since: timedelta = timedelta(hours=24)) -> pd.Dat
         for what, text in facts.errors.items()
         if what in UNREAD
     ]
-    rows = _named(rows + _coverage(facts))
+    rows = _with_params(_named(rows + _coverage(facts)), facts)
     frame = pd.DataFrame([r._asdict() for r in rows], columns=list(Finding._fields))
     frame["severity"] = pd.Categorical(frame["severity"], categories=SEVERITIES, ordered=True)
     frame = frame.sort_values("severity", kind="stable").reset_index(drop=True)

@@ -212,11 +212,11 @@ def _fix(facts: Facts, lacking: list[Serving]) -> str:
 def redeploy_command(facts: Facts) -> tuple[str, str]:
     """`opslib run <every parameters file of the service> --steps 1-3`, and the folder shown."""
     found = _service_files(facts)
-    if found is None:
+    if found is None:  # the keys were given, not a file: say what to pass, guess nothing
         folder = f"{facts.spec.service_dir}/"
-        return "opslib run parameters/ --steps 1-3", folder
+        return f"opslib run <every parameters file naming {facts.spec.service}> --steps 1-3", folder
     files, folder = found
-    return shlex.join(["opslib", "run", *files, "--steps", "1-3"]), folder
+    return shlex.join(["opslib", "run", *files, "--steps", "1-3"]), folder  # from the root
 
 
 def _service_files(facts: Facts) -> tuple[list[str], str] | None:
