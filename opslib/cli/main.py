@@ -39,7 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from opslib.cloud.session import open_session
     from opslib.core.errors import BadInput
     from opslib.fleet.load import Fleet
-    from opslib.spec.loader import notes
+    from opslib.spec.cross_checks import notes
     from opslib.spec.project import params_files
 
     sessions, broken = [], []
