@@ -42,8 +42,9 @@ def unit_test(spec: Spec, service_dir: Path) -> str:
     the container the job ships in has none of them, and the generated test needs none.
     """
     test = f"tests/test_{spec.job.module}.py"
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        [*pytest, *_own_config(service_dir), test],
         cwd=service_dir,
         capture_output=True,
         text=True,
@@ -57,6 +58,18 @@ def unit_test(spec: Spec, service_dir: Path) -> str:
             "fix the job or its test",
         )
     return last
+
+
+# pytest's own names for a configuration file, in the order it looks for them.
+PYTEST_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def _own_config(service_dir: Path) -> list[str]:
+    """The folder's own pytest config, never one found above it: the folder ships alone, and the
+    surrounding project's options (plugins the container lacks, warnings as errors) break it."""
+    own = [Path(service_dir) / name for name in PYTEST_CONFIGS]
+    config = next((str(path) for path in own if path.is_file()), os.devnull)
+    return ["-c", config, "--rootdir", str(service_dir)]
 
 
 def call_route(spec: Spec, service_dir: Path) -> str:
