@@ -41,7 +41,7 @@ from opslib.fleet import status
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
 from opslib.localcloud import control
-from opslib.steps.schedule import job_path
+from opslib.spec.names import scheduler_job as job_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CRONS = ("0 9 * * 1-5", "*/30 * * * *", "0 */4 * * *", "0 8 * * 2-6", "0 0 1,15 * *")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import threading
 import time
@@ -280,7 +281,10 @@ def missing_invoker(tmp: Path) -> Scenario:
 
 
 def broken_revision(tmp: Path) -> Scenario:
-    s = make(tmp, "doc-rev")
+    """The app raises at import. gunicorn --preload imports it before listening, so the start
+    fails however slowly a loaded machine imports it (without it, gunicorn's master listens
+    first and the worker's crash can come after the rollout's watch)."""
+    s = make(tmp, "doc-rev", deploy={"env": {"GUNICORN_CMD_ARGS": "--preload"}})
     clients = new_clients()
     deploy_and_schedule(s, clients)
     endpoint = s.folder / "batch_endpoint.py"
@@ -582,10 +586,12 @@ def test_instance_that_cannot_start_on_a_cold_start(scenarios):
 
 
 def test_work_over_30_minutes_must_be_split(scenarios):
-    """A 45-minute job cannot run inside one attempt. No test waits 45 minutes, so the work's
-    length is the spec's expected_duration (which load_spec refuses; an API caller may not)."""
+    """A 45-minute route job cannot run inside one attempt. No test waits 45 minutes, so the
+    work's length is the spec's expected_duration with runtime: service (which load_spec
+    refuses; an API caller may not; unset, the runtime would be a Cloud Run job)."""
     s = scenarios["healthy"].result()
-    long = Spec.model_validate(merge(s.data, {"job": {"expected_duration": "45m"}}))
+    route = {"expected_duration": "45m", "runtime": "service"}
+    long = Spec.model_validate(merge(s.data, {"job": route}))
     findings = doctor.diagnose(lc.session(long, seed_service()), since=timedelta(hours=1))
     split = one(findings, "deadline chain", "error")
     assert "over 30 minutes" in split["finding"] and "Cloud Run job" in split["fix"]
@@ -722,7 +728,12 @@ def test_a_route_never_deployed_says_none_and_its_fix_works(scenarios, monkeypat
     never = f"served {s.spec.job.route}: none (no revision of {s.spec.service} had it)"
     assert never in missing["evidence"]
     assert redeploy_all(s) in missing["fix"] and "service/" in missing["fix"]
-    steps_1_to_3(s.extra["files"])  # the fix, as `opslib run ... --steps 1-3` does it
+    printed = shlex.split(redeploy_all(s))  # the fix, run as printed, from the project root
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": lc.server().url}
+    done = subprocess.run(
+        [tool("opslib"), *printed[1:]], cwd=s.extra["project"], env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     between = diagnose(s, params=s.extra["files"][0])  # deployed, not run since
     since = one(between, "route", "warning")
     assert "now, but the job's last attempt got 404" in since["finding"]

@@ -292,3 +292,25 @@ def test_aliased_import_still_gets_the_plain_name(service_dir, write_params):
     with localserve.serving(service_dir) as base:
         answer = requests.post(f"{base}/run-fx-rates", json={"dry_run": True}, timeout=10)
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # The project opslib ships in: a plugin's option the container lacks, warnings as errors.
+        ("pyproject.toml", '[tool.pytest.ini_options]\ntimeout = 3\nfilterwarnings = ["error"]\n'),
+        # A team's own: options of plugins that are not installed at all.
+        ("pytest.ini", "[pytest]\naddopts = --cov=app -n 4\n"),
+    ],
+)
+def test_job_test_ignores_the_surrounding_projects_pytest_config(tmp_path, write_params, config):
+    from conftest import copy_service
+    from opslib.steps.endpoint.check import unit_test
+
+    name, text = config
+    project = tmp_path / "project"
+    service_dir = copy_service(project / "service")
+    (project / name).write_text(text)
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    assert "1 passed" in unit_test(spec, service_dir)

@@ -24,11 +24,10 @@ pytestmark = pytest.mark.skipif(
 def test_live_flow(tmp_path):
     from opslib.cloud.clients import Clients
     from opslib.spec.model import Spec
-    from opslib.steps import schedule
+    from opslib.steps import schedule, verify
     from opslib.steps.deploy import service as deploy
     from opslib.steps.endpoint.patch import patch_endpoint
     from opslib.steps.scaffold import scaffold
-    from opslib.steps.verify import service as verify
 
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(
@@ -47,9 +46,8 @@ def test_live_flow(tmp_path):
     patch_endpoint(spec, folder)
     clients = Clients("gcp", spec.project)
     deploy.deploy(spec, folder, clients, progress=False)
-    assert [c.action for c in deploy.deploy(spec, folder, clients, progress=False)[0].changes] == [
-        "no change"
-    ] * 3
+    again = deploy.deploy(spec, folder, clients, progress=False)[0]
+    assert {c.action for c in again.changes} == {"no change"}, again.to_frame().to_string()
     schedule.schedule(spec, clients)
     schedule.pause(spec, clients)
     verdict = verify.verify(spec, clients, progress=False)

@@ -135,7 +135,7 @@ def papermill_cli(notebook: str, out: Path, *args: str) -> subprocess.CompletedP
 
 def test_papermill_by_hand_with_a_parameters_file(tmp_path):
     """Steps 1-2 as a user runs them: `papermill NB OUT -f parameters/monthly-report.yaml`."""
-    work = tmp_path / "service"
+    work = tmp_path / "ws" / "services" / "report-service"  # the spec's service_dir, copied
     in_repository = SERVICE / "scripts" / "batch" / "monthly_report.py"
     there = in_repository.exists()  # the user may have run these steps in place themselves
     for notebook in ("01_write_function.ipynb", "02_patch_endpoint.ipynb"):
@@ -145,8 +145,8 @@ def test_papermill_by_hand_with_a_parameters_file(tmp_path):
             "-f",
             str(ROOT / "parameters" / "monthly-report.yaml"),
             "-p",
-            "service_dir",
-            str(work),
+            "workspace",
+            str(tmp_path / "ws"),
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "unknown parameter" not in result.stderr

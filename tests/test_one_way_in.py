@@ -68,7 +68,8 @@ def opslib(root: Path, place: str, words: list[str]) -> subprocess.CompletedProc
 
 def normal(text: str, root: Path, place: str) -> str:
     cwd = root / place
-    text = text.replace(os.path.relpath(root / "parameters" / "a.yaml", cwd), "PARAMS")
+    for form in (os.path.relpath(root / "parameters" / "a.yaml", cwd), "parameters/a.yaml"):
+        text = text.replace(form, "PARAMS")  # as typed from here, or from the project root
     for pattern, word in VOLATILE:
         text = pattern.sub(word, text)
     return text.strip()

@@ -372,7 +372,7 @@ CLI_BAD_INPUT = [
         _example_with("Seoul time", "Seoul time \xff").replace(b"\xc3\xbf", b"\xff"),
         "UTF-8",
     ),
-    ("directory", None, "cannot be read"),
+    ("directory", None, "holds no *.yaml parameters file"),  # a folder: check takes folders
 ]
 
 

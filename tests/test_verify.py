@@ -12,10 +12,10 @@ from conftest import EXAMPLE, copy_service
 from opslib.cloud.clients import Clients
 from opslib.spec.model import Spec
 from opslib.steps import schedule as step4
+from opslib.steps import verify as step5
 from opslib.steps.deploy import service as step3
 from opslib.steps.endpoint.patch import patch_endpoint
 from opslib.steps.scaffold import scaffold
-from opslib.steps.verify import service as step5
 
 
 def make_spec(**schedule) -> Spec:

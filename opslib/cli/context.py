@@ -26,7 +26,8 @@ def add_context(parser: argparse.ArgumentParser, service_dir: str = "") -> None:
     parser.add_argument(
         "--workspace",
         type=Path,
-        help="work on copies of the service folders under this folder (as opslib run does)",
+        help="work on copies of the service folders under this folder, as opslib run does "
+        "(it may be outside the project: the one path that may)",
     )
     if service_dir:
         parser.add_argument("--service-dir", type=Path, help=service_dir)

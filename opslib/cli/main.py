@@ -35,12 +35,35 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from opslib.spec.loader import notes
+    """Every file (and folder) given, then the rules between them: what run and status take."""
+    from opslib.cloud.session import open_session
+    from opslib.core.errors import BadInput
+    from opslib.fleet.load import Fleet
+    from opslib.spec.cross_checks import notes
+    from opslib.spec.project import params_files
 
-    spec = open_from(args).spec
-    print(f"{args.params}: valid\n{_table(summarize(spec))}")
-    for note in notes(spec):
-        print(f"note: {note}")
+    sessions, broken = [], []
+    for path in params_files(args.params):
+        try:
+            sessions.append(open_session(path, target=args.target))
+        except BadInput as exc:  # every file is checked, not only up to the first bad one
+            broken.append(exc)
+    for exc in broken:
+        print(f"error: {exc.render()}", file=sys.stderr)
+    if broken:
+        return 2
+    fleet = Fleet(sessions)  # the rules between the files
+    for key in fleet.services:
+        fleet.service_members(key)  # and with the other files naming each service
+    for session in sessions:
+        shown = (
+            session.params.relative_to(session.root)
+            if session.params.is_relative_to(session.root)
+            else session.params
+        )
+        print(f"{shown}: valid\n{_table(summarize(session.spec))}")
+        for note in notes(session.spec):
+            print(f"note: {note}")
     return 0
 
 
@@ -90,9 +113,12 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         return 0
     print(_plan_table(plan.to_frame()))
     if not args.dry_run:
+        from opslib.spec.project import typed
+
+        file, folder = (typed(p, session.root) for p in (session.params, session.params.parent))
         print(
-            f"\n{spec.job.name} destroyed; {args.params} stays (delete it, or opslib run "
-            "parameters/ would bring the job back)"
+            f"\n{spec.job.name} destroyed; {file} stays: delete it (rm {shlex.quote(file)}), "
+            f"or `opslib run {shlex.quote(folder)}` brings the job back"
         )
     return 0
 
@@ -204,8 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opslib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="validate a parameters file; print what it will do")
-    check.add_argument("params", type=Path)
+    check = sub.add_parser(
+        "check", help="validate parameters files and the rules between them; print what they do"
+    )
+    check.add_argument("params", type=Path, nargs="+", help="PARAMS.yaml files and/or folders")
     check.add_argument("--target", choices=["local", "gcp"], help="override the file's target")
     check.set_defaults(func=cmd_check)
 
@@ -232,10 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workspace",
         type=Path,
-        help="work on copies of the service folders under this folder (made once; "
-        "default: the project's own service folders)",
+        help="work on copies of the service folders under this folder (made once; it may be "
+        "outside the project; default: the project's own service folders)",
     )
-    run.add_argument("--runs", type=Path, help="where the notebooks go (default: runs/)")
+    run.add_argument(
+        "--runs",
+        type=Path,
+        help="where the executed notebooks go (default: runs/ in the project; may be outside it)",
+    )
     run.add_argument("--fresh", action="store_true", help="copy the workspace folders again")
     run.set_defaults(func=cmd_run)
     des = sub.add_parser("destroy", help="remove one automation; the others on its service stay")

@@ -69,7 +69,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from opslib.core.display import banner
     from opslib.doctor import explain
-    from opslib.steps.verify import service as verify
+    from opslib.steps import verify
 
     session = open_from(args)
     spec = session.spec

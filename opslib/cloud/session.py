@@ -109,10 +109,10 @@ def open_session(
     given = {k: v for k, v in spec_keys.items() if v is not None}
     if given:
         if service_dir and not Path(service_dir).is_absolute():  # `-f` passes the spec's own
-            given["service_dir"] = str(service_dir)
+            given["service_dir"], service_dir = str(service_dir), None
         spec = spec_from_mapping({**given, **({"target": target} if target else {})})
         root = project_root(Path.cwd())
-        if service_dir is None and not (root / "service" / "batch_endpoint.py").is_file():
+        if not (root / "service" / "batch_endpoint.py").is_file() and not service_dir:
             raise BadInput(
                 "notebook parameters",
                 f"no opslib project (service/batch_endpoint.py) at or above {Path.cwd()}",
@@ -147,10 +147,38 @@ def _session(
     service_dir: str | os.PathLike[str] | None,
     workspace: str | os.PathLike[str] | None,
 ) -> Session:
-    """Where this automation's service folder is: given, in the workspace, or in the project."""
+    """Where this automation's service folder is: given, in the workspace, or in the project.
+
+    The folder the steps write must stay inside the project (inside the workspace, when there
+    is one), symlinks followed: a service_dir through a link to elsewhere is refused before
+    anything is created. The workspace itself may be anywhere (its help says so).
+    """
     space = under(root, workspace) if workspace else None
-    folder = under(root, service_dir) if service_dir else (space or root) / spec.service_dir
-    return Session(spec, path.resolve(), root, folder.resolve(), state_dir(root), space)
+    base = space or root
+    folder = under(root, service_dir) if service_dir else (base / spec.service_dir).resolve()
+    if not any(folder.is_relative_to(b) for b in {root.resolve(), base.resolve()}):
+        raise _outside(spec, path, service_dir, folder, base)
+    return Session(spec, path.resolve(), root, folder, state_dir(root), space)
+
+
+def _outside(spec: Spec, path: Path, given: object, folder: Path, base: Path) -> BadInput:
+    """The refusal of a service folder outside the project (or the workspace)."""
+    from opslib.core.errors import clip
+    from opslib.spec.loader import key_line
+
+    if given:
+        where, value = "--service-dir", str(given)
+    else:
+        line = key_line(path, "service_dir") if path.is_file() else None
+        where = f"{path}:{line}: service_dir" if line else f"{path}: service_dir"
+        value = spec.service_dir
+    return BadInput(
+        where,
+        f"{clip(value)!r} resolves to {folder} (symlinks followed), outside {base}\n"
+        "  rule: every folder opslib writes stays inside the project",
+        "use a folder inside the project, e.g. services/<service>; --workspace DIR works on "
+        "copies anywhere",
+    )
 
 
 def under(root: Path, path: str | os.PathLike[str]) -> Path:

@@ -7,6 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+VALUE_MAX = 120  # characters of a value an error quotes (a 5 MB description is not echoed)
+LINE_MAX = 1000  # characters of any one line of an error: the net under every message
+
+
+def clip(text: str, limit: int = VALUE_MAX) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"
+
 
 class OpslibError(Exception):
     """A failure the user can act on; `fix` says how."""
@@ -19,7 +29,8 @@ class OpslibError(Exception):
 
     def render(self) -> str:
         text = f"{self.where}: {self.what}" if self.where else self.what
-        return f"{text}\n  fix: {self.fix}" if self.fix else text
+        text = f"{text}\n  fix: {self.fix}" if self.fix else text
+        return "\n".join(clip(line, LINE_MAX) for line in text.splitlines())
 
 
 class BadInput(OpslibError):
@@ -41,7 +52,7 @@ class SpecIssue:
 
     def render(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        value = "(missing)" if self.value is _MISSING else repr(self.value)
+        value = "(missing)" if self.value is _MISSING else clip(repr(self.value))
         return f"{where}: {self.path} = {value}\n  rule: {self.rule}\n  fix:  {self.fix}"
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pandas as pd
 
-from opslib.doctor.checks import STEP_DEPLOY, Finding, ok, see, when
+from opslib.doctor.checks import STEP_DEPLOY, Finding, module_path, ok, see, test_path, when
 from opslib.doctor.facts import Facts
 
 POLICY_LOGGER = "scripts.common.http"
@@ -71,7 +70,8 @@ def check_rate_limits(facts: Facts) -> list[Finding]:
         f"{len(limited)} line(s) with 429 in {len(hit_runs) or 'unknown'} run(s) from {where}",
         f"{len(retried)} retry line(s) from the policy ({POLICY_LOGGER})",
         f"{len(failed)} of those run(s) failed",
-        f"last: {when(limited.iloc[-1]['timestamp'])} {_first_line(limited.iloc[-1]['message'])}",
+        f"last: {when(limited.iloc[-1]['timestamp'], facts.zone)} "
+        f"{_first_line(limited.iloc[-1]['message'])}",
     ]
     if bypass:
         evidence.append(_source(facts, bypass))
@@ -136,7 +136,7 @@ def check_job_errors(facts: Facts) -> list[Finding]:
     ends = mine[mine["status"].isin(("success", "error"))]
     failed = ends[ends["status"] == "error"]
     counted = ends[(ends["status"] == "success") & (ends["errors"].fillna(0) > 0)]
-    findings = [*_lost(facts), *_failed(facts, failed), *_counted(counted)]
+    findings = [*_lost(facts), *_failed(facts, failed), *counted_errors(counted, facts.zone)]
     if findings:
         return findings
     processed = int(ends["processed"].fillna(0).sum()) if len(ends) else 0
@@ -159,7 +159,8 @@ def _lost(facts: Facts) -> list[Finding]:
             "job errors",
             "warning",
             f"{len(lost)} run(s) of {job} started but never logged an end",
-            f"last started {when(lost.iloc[-1]['start'])} (run {lost.iloc[-1]['run_id']}); "
+            f"last started {when(lost.iloc[-1]['start'], facts.zone)} "
+            f"(run {lost.iloc[-1]['run_id']}); "
             "an instance that crashes (out of memory) or is stopped mid-run leaves no end "
             "line",
             "read the service's logs around that time (opslib logs PARAMS --errors); if "
@@ -181,32 +182,32 @@ def _failed(facts: Facts, failed: pd.DataFrame) -> list[Finding]:
     fix = (
         see("rate limit (429)")
         if rate
-        else f"the job raised it: fix {_module(facts)} (its test: tests/test_"
-        f"{facts.spec.job.module}.py beside it), then {STEP_DEPLOY}"
+        else f"the job raised it: fix {module_path(facts)} (its test: {test_path(facts)}), "
+        f"then {STEP_DEPLOY}"
     )
     return [
         Finding(
             "job errors",
             "error" if newest_failed else "warning",
             f"{len(failed)} of {len(runs)} run(s) of {job} failed",
-            f"{top}; last at {when(last['timestamp'])}; the route answers 500, which "
+            f"{top}; last at {when(last['timestamp'], facts.zone)}; the route answers 500, which "
             "Scheduler records as INTERNAL",
             fix,
         )
     ]
 
 
-def _counted(counted: pd.DataFrame) -> list[Finding]:
+def counted_errors(counted: pd.DataFrame, zone: str, check: str = "job errors") -> list[Finding]:
     """Runs that succeeded yet counted errors: records the job skipped, worth a look."""
     if not len(counted):
         return []
     total, last = int(counted["errors"].sum()), counted.iloc[-1]
     return [
         Finding(
-            "job errors",
+            check,
             "warning",
             f"{len(counted)} run(s) finished but reported {total} error(s) in their counts",
-            f"last: {when(last['timestamp'])} {_first_line(last['message'])}",
+            f"last: {when(last['timestamp'], zone)} {_first_line(last['message'])}",
             "read the run's WARNING/ERROR lines (opslib logs PARAMS --errors) and handle "
             "those records in the job",
         )
@@ -215,9 +216,3 @@ def _counted(counted: pd.DataFrame) -> list[Finding]:
 
 def _first_line(message: object) -> str:
     return str(message).splitlines()[0][:200] if isinstance(message, str) else ""
-
-
-def _module(facts: Facts) -> str:
-    """The job module the steps generated: in the service folder read, else the spec's own."""
-    folder = facts.service_dir or Path(facts.spec.service_dir)
-    return str(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py")

@@ -1,20 +1,25 @@
-"""The doctor's checks of the service, its revision, the job and its auth: one function each.
+"""The doctor's checks of the service, its revision and the Scheduler job, and what every
+check shares: the Finding row, `see`, times on the job's clock, the commands a fix gives.
 
 Each check reads `Facts` and returns its findings, or one `ok` row saying what it checked.
 A finding names the spec key to change and to what, or the code pattern to use, and the step
-that applies it. Timing checks (deadlines, cold starts) live in `timing`; calls to external
-APIs (429s) in `calls`; the route the job calls against the serving revision in `routes`;
-runs that skipped or overlapped in `overlap`. A fix that sends the reader to another finding
-names it with `see`, never its own check.
+that applies it. The token and the role the Scheduler job needs live in `auth`; timing checks
+(deadlines, cold starts) in `timing`; calls to external APIs (429s) in `calls`; the route the
+job calls against the serving revision in `routes`; runs that skipped or overlapped in
+`overlap`; a Cloud Run job's own checks (the job, its tasks, their timeout) in `jobs`. A fix
+that sends the reader to another finding names it with `see`, never its own check.
 """
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
 from opslib.cloud import codes
+from opslib.core.display import TIME_FORMAT
 from opslib.doctor.facts import Facts
 from opslib.spec import rules as g
 
@@ -30,6 +35,9 @@ EXPLAINED_BY = {
     "UNAVAILABLE": "revision",
     "NOT_FOUND": "route",  # the path is not served (doctor.routes), or no service at all
 }
+# A Cloud Run job's attempt is only the Run Admin API's `:run` call: refused (auth), or the
+# job cannot be run (missing, not ready, the API failing): the Cloud Run job's own check.
+RUN_JOB_CHECK = "cloud run job"
 # Step 3 ships the spec's service folder with every automation of the service (siblings).
 STEP_DEPLOY = "run step 3 again (opslib deploy PARAMS, or notebooks/03_deploy)"
 STEP_SCHEDULE = "run step 4 again (opslib run PARAMS --steps 4-5, or notebooks/04_schedule)"
@@ -56,14 +64,51 @@ def see(*checks: str) -> str:
 
 def cause_of(facts: Facts, code: str) -> str:
     """The check that explains an attempt that ended with rpc `code`."""
+    if facts.runtime == "job":
+        return "auth" if code in AUTH_CODES else RUN_JOB_CHECK
     if code == "NOT_FOUND" and facts.service is None:
         return "service"
     return EXPLAINED_BY.get(code, "job errors")
 
 
-def when(stamp: object) -> str:
-    """A log timestamp as people read it (UTC, to the second)."""
-    return pd.Timestamp(stamp).strftime("%Y-%m-%d %H:%M:%SZ") if pd.notna(stamp) else "?"
+def shown(path: Path, root: Path | None) -> str:
+    """A path as the user types it: relative to the project root when it is inside it."""
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return str(path)
+
+
+def params_file(facts: Facts) -> str:
+    """The user's own parameters file, relative to the project root (PARAMS when unknown)."""
+    return shown(facts.params, facts.root) if facts.params is not None else "PARAMS"
+
+
+def command(facts: Facts, step: str, *flags: str) -> str:
+    """`opslib STEP PARAMS FLAGS` in backquotes, with the user's parameters file, to be run
+    from the project root."""
+    return "`" + shlex.join(["opslib", step, params_file(facts), *flags]) + "`"
+
+
+def module_path(facts: Facts) -> str:
+    """The job's module in the service folder the doctor read, as the user finds it."""
+    folder = facts.service_dir or Path(facts.spec.service_dir)
+    return shown(Path(folder) / "scripts" / "batch" / f"{facts.spec.job.module}.py", facts.root)
+
+
+def test_path(facts: Facts) -> str:
+    """The job's unit test (step 1 writes it in the service folder's tests/)."""
+    folder = facts.service_dir or Path(facts.spec.service_dir)
+    return shown(Path(folder) / "tests" / f"test_{facts.spec.job.module}.py", facts.root)
+
+
+def when(stamp: object, zone: str) -> str:
+    """A timestamp as people read it, to the second, on the job's clock (`Facts.zone`, its
+    schedule.time_zone), as the verdict's banner tells the time."""
+    if stamp is None or pd.isna(stamp):
+        return "?"
+    moment = pd.Timestamp(stamp)
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
+    return moment.tz_convert(zone).strftime(TIME_FORMAT)
 
 
 def secs(value: float) -> str:
@@ -126,144 +171,50 @@ def recency(facts: Facts, codes: tuple[str, ...]) -> str:
     return "warning"
 
 
-def _absent(facts: Facts, check: str, key: str, role: str, missing: Finding) -> list[Finding]:
-    """Why a resource read as None: the read failed (grant `role` to see it), else `missing`."""
-    if key in facts.errors:
+class Missing(NamedTuple):
+    """A resource the doctor read as None: what it is, the read, and who may read it."""
+
+    what: str  # "Cloud Run service batch-service"
+    key: str  # its name in Facts.errors
+    read: str  # the API method: run.services.get
+    role: str  # the role that may read it
+
+
+def absent(facts: Facts, check: str, missing: Missing, fix: str, seen: str = "") -> list[Finding]:
+    """Why a resource read as None: the read failed (grant the role to see it), else it is not
+    there (an error whose fix is `fix`; `seen`: what the logs say about it)."""
+    if missing.key in facts.errors:
         return [
             Finding(
                 check,
                 "warning",
-                f"could not read the {key}",
-                facts.errors[key],
-                f"check your access: {role}",
+                f"could not read the {missing.key}",
+                facts.errors[missing.key],
+                f"check your access: {missing.role}",
             )
         ]
-    return [missing]
-
-
-def check_service(facts: Facts) -> list[Finding]:
-    """The Cloud Run service exists, is ready and has a URL."""
-    spec, service = facts.spec, facts.service
-    if service is None:
-        missing = Finding(
-            "service",
+    spec = facts.spec
+    return [
+        Finding(
+            check,
             "error",
-            f"there is no Cloud Run service {spec.service} in {spec.project}/{spec.region}",
-            "run.services.get answered NOT_FOUND",
-            STEP_DEPLOY,
-        )
-        return _absent(facts, "service", "service", "roles/run.viewer", missing)
-    state = service.terminal_condition.state.name
-    if state == "CONDITION_FAILED" and facts.failed_revision is None:
-        return [
-            Finding(
-                "service",
-                "error",
-                f"service {spec.service} is not ready",
-                f"terminal condition {state}: {service.terminal_condition.message}",
-                f"read the message, fix the service, then {STEP_DEPLOY}",
-            )
-        ]
-    serving = ", ".join(
-        f"{t.revision or service.latest_ready_revision.rsplit('/', 1)[-1]} {t.percent}%"
-        for t in service.traffic_statuses
-    )
-    return [ok("service", f"{spec.service} is ready at {service.uri}", f"traffic: {serving}")]
-
-
-def check_revision(facts: Facts) -> list[Finding]:
-    """The newest revision started; no instance failed to start since."""
-    findings = [*_revision_failed(facts), *_starts_failed(facts)]
-    if findings:
-        return findings
-    if facts.service is None:
-        return [ok("revision", "no service yet, so no revision to check")]
-    latest = facts.service.latest_ready_revision.rsplit("/", 1)[-1]
-    return [
-        ok(
-            "revision",
-            f"the newest revision {latest} started",
-            "no instance start failed in the window",
+            f"there is no {missing.what} in {spec.project}/{spec.region}",
+            f"{missing.read} answered NOT_FOUND" + (f"; {seen}" if seen else ""),
+            fix,
         )
     ]
-
-
-def _revision_failed(facts: Facts) -> list[Finding]:
-    """The newest revision never became ready: its condition's reason and last log lines."""
-    revision = facts.failed_revision
-    if revision is None:
-        return []
-    name = revision.name.rsplit("/", 1)[-1]
-    failed = next(c for c in revision.conditions if c.state.name == "CONDITION_FAILED")
-    reason = failed.revision_reason.name if failed.revision_reason else failed.reason.name
-    ready = facts.service.latest_ready_revision.rsplit("/", 1)[-1] or "none"
-    lines = _revision_lines(facts, name)
-    evidence = f"{reason}: " if failed.revision_reason or failed.reason else ""
-    evidence += f"{failed.message}; traffic stays on {ready}"
-    if lines:
-        evidence += "; last log lines: " + " | ".join(lines)
-    fix = "make the container start and listen on $PORT (the log lines say why), then "
-    if "SECRETS_ACCESS" in f"{reason} {failed.message}":
-        fix = "create the secret or grant access (opslib secrets check PARAMS), then "
-    return [
-        Finding(
-            "revision", "error", f"revision {name} failed to start", evidence, fix + STEP_DEPLOY
-        )
-    ]
-
-
-def _starts_failed(facts: Facts) -> list[Finding]:
-    """Requests that got 503 because a new instance of a ready revision failed to start."""
-    requests = facts.requests
-    unstarted = (
-        requests[(requests["http_status"] == 503) & requests["text"].notna()]
-        if len(requests)
-        else requests
-    )
-    if not len(unstarted):
-        return []
-    last = unstarted.iloc[-1]
-    cause = (
-        "create the secret or enable its version (opslib secrets check PARAMS)"
-        if "SECRETS_ACCESS" in str(last["text"])
-        else "read the revision's stderr (opslib logs PARAMS --errors): an import or "
-        "setting that fails at start is the usual cause; fix it"
-    )
-    newest = requests.iloc[-1]["http_status"] == 503
-    return [
-        Finding(
-            "revision",
-            "error" if newest else "warning",
-            f"{len(unstarted)} request(s) got 503: a new instance failed to start",
-            f"last {when(last['timestamp'])} on {last['revision']}: {str(last['text'])[:300]}",
-            f"{cause}, then {STEP_DEPLOY}",
-        )
-    ]
-
-
-def _revision_lines(facts: Facts, revision: str, count: int = 5) -> list[str]:
-    app = facts.app
-    if app.empty:
-        return []
-    mine = app[(app["revision"] == revision) & app["message"].notna()]
-    return [str(m).splitlines()[0][:200] for m in mine["message"].tail(count)]
 
 
 def check_job(facts: Facts) -> list[Finding]:
     """The Scheduler job exists, is enabled, and its recent attempts succeed."""
     spec, job = facts.spec, facts.job
     if job is None:
-        missing = Finding(
-            "scheduler job",
-            "error",
-            f"there is no Scheduler job {spec.job.name} in {spec.project}/{spec.region}",
-            "cloudscheduler.jobs.get answered NOT_FOUND",
-            STEP_SCHEDULE,
-        )
-        return _absent(facts, "scheduler job", "job", "roles/cloudscheduler.viewer", missing)
+        what = f"Scheduler job {spec.job.name}"
+        missing = Missing(what, "job", "cloudscheduler.jobs.get", "roles/cloudscheduler.viewer")
+        return absent(facts, "scheduler job", missing, STEP_SCHEDULE)
     findings: list[Finding] = []
     state = job.state.name
-    last = when(job.last_attempt_time) if job.last_attempt_time else "never"
+    last = when(job.last_attempt_time, facts.zone) if job.last_attempt_time else "never"
     if state == "PAUSED":
         findings.append(
             Finding(
@@ -307,7 +258,7 @@ def _failing(facts: Facts) -> list[Finding]:
     if attempts.empty:
         if not code:
             return []
-        name = _rpc_name(code)
+        name = codes.name(code)
         text = f"the last attempt failed with rpc code {name}: {facts.job.status.message}"
         return [
             Finding(
@@ -323,106 +274,17 @@ def _failing(facts: Facts) -> list[Finding]:
         return []
     streak = len(failed) if failed.all() else int(failed[::-1].argmin())
     tail = attempts.tail(streak)
-    codes = tail["code"].value_counts()
+    counts = tail["code"].value_counts()
     last = tail.iloc[-1]
-    causes = sorted({cause_of(facts, c) for c in codes.index})
+    causes = sorted({cause_of(facts, c) for c in counts.index})
     return [
         Finding(
             "scheduler job",
             "error",
             f"the last {streak} attempt(s) failed",
-            ", ".join(f"{c} x{n}" for c, n in codes.items())
-            + f"; last at {when(last['end'])}: {last['detail'] or last['code']}",
+            ", ".join(f"{c} x{n}" for c, n in counts.items())
+            + f"; last at {when(last['end'], facts.zone)}: {last['detail'] or last['code']}",
             f"{see(*causes)} for the cause and the change to make",
-        )
-    ]
-
-
-def _rpc_name(code: int) -> str:
-    """NOT_FOUND for 5: the job's status holds the number, the checks speak names."""
-    return codes.name(code)
-
-
-def check_auth(facts: Facts) -> list[Finding]:
-    """Scheduler's OIDC token fits the service: its audience, and the invoker role."""
-    spec, job, service = facts.spec, facts.job, facts.service
-    findings: list[Finding] = []
-    if job is not None and service is not None:
-        findings += _token(facts)
-        findings += _invoker(facts)
-    findings += _refused(facts, findings)
-    if findings:
-        return findings
-    if job is None or service is None:
-        return [ok("auth", "nothing to check yet: no job or no service")]
-    account = job.http_target.oidc_token.service_account_email
-    return [
-        ok(
-            "auth",
-            f"the job's OIDC token (account {account}) has the service URL as audience, and "
-            "the account may invoke the service",
-            f"audience {job.http_target.oidc_token.audience or job.http_target.uri}; "
-            f"no 401/403 in the window ({spec.service})",
-        )
-    ]
-
-
-def _token(facts: Facts) -> list[Finding]:
-    target, service = facts.job.http_target, facts.service
-    if not target.oidc_token.service_account_email:
-        kind = "an OAuth access token" if target.oauth_token.service_account_email else "no token"
-        return [
-            Finding(
-                "auth",
-                "error",
-                f"the job sends {kind}; a private Cloud Run service needs an OIDC ID token",
-                f"http_target has no oidcToken (service {facts.spec.service} is private)",
-                f"{STEP_SCHEDULE}: it sets oidcToken with schedule.service_account",
-            )
-        ]
-    audience = target.oidc_token.audience or target.uri
-    accepted = {service.uri, *service.urls, *service.custom_audiences}
-    accepted |= {u.rstrip("/") + "/" for u in accepted if u}
-    if audience in accepted:
-        return []
-    seen = seen_codes(facts, ("UNAUTHENTICATED",), (401,))
-    return [
-        Finding(
-            "auth",
-            "error",
-            "the job's OIDC audience is not the service URL: Cloud Run answers 401",
-            f"audience {audience!r}, service URL {service.uri!r}" + (f"; {seen}" if seen else ""),
-            "remove schedule.audience from PARAMS (opslib uses the service URL) or set "
-            f"schedule.audience: {service.uri}, then {STEP_SCHEDULE}"
-            if facts.spec.schedule.audience not in (None, service.uri)
-            else f"the spec is right but the live job differs: {STEP_SCHEDULE}",
-        )
-    ]
-
-
-def _invoker(facts: Facts) -> list[Finding]:
-    service, email = facts.service, facts.job.http_target.oidc_token.service_account_email
-    members = facts.invokers
-    if members is None or not email:
-        return []
-    if service.invoker_iam_disabled or members & {"allUsers", f"serviceAccount:{email}"}:
-        return []
-    seen = seen_codes(facts, ("PERMISSION_DENIED",), (403,))
-    recent_ok = len(facts.attempts) and facts.attempts.iloc[-1]["code"] == "OK"
-    severity = "error" if seen and not recent_ok else "info" if recent_ok else "warning"
-    where = "" if seen else " (a project-level grant would not show here)"
-    return [
-        Finding(
-            "auth",
-            severity,
-            f"{email} lacks roles/run.invoker on service {facts.spec.service}: Cloud Run "
-            "answers 403" + where,
-            f"invokers on the service: {', '.join(sorted(members)) or 'none'}"
-            + (f"; {seen}" if seen else ""),
-            f"{STEP_DEPLOY}: it grants roles/run.invoker to schedule.service_account on this "
-            f"service only (gcloud run services add-iam-policy-binding {facts.spec.service} "
-            f"--region={facts.spec.region} --member=serviceAccount:{email} "
-            "--role=roles/run.invoker)",
         )
     ]
 
@@ -435,7 +297,7 @@ def seen_codes(facts: Facts, rpc: tuple[str, ...], http: tuple[int, ...]) -> str
     if len(hit):
         parts.append(
             f"{len(hit)} attempt(s) ended {'/'.join(sorted(set(hit['code'])))} "
-            f"(last {when(hit.iloc[-1]['end'])})"
+            f"(last {when(hit.iloc[-1]['end'], facts.zone)})"
         )
     requests = facts.job_requests
     got = requests[requests["http_status"].isin(http)] if len(requests) else requests
@@ -443,24 +305,3 @@ def seen_codes(facts: Facts, rpc: tuple[str, ...], http: tuple[int, ...]) -> str
         statuses = "/".join(str(int(s)) for s in sorted(set(got["http_status"])))
         parts.append(f"{len(got)} request(s) to {facts.route} got {statuses}")
     return "; ".join(parts)
-
-
-def _refused(facts: Facts, config: list[Finding]) -> list[Finding]:
-    """401/403 in the logs that the live configuration no longer explains (fixed since?)."""
-    if config:
-        return []
-    seen = seen_codes(facts, AUTH_CODES, (401, 403))
-    if not seen:
-        return []
-    severity = recency(facts, AUTH_CODES)
-    return [
-        Finding(
-            "auth",
-            "info" if severity == "warning" else "error",
-            "Cloud Run refused the job's token in the window, though the audience and "
-            "invoker role look right now",
-            seen,
-            "if it persists: the token's account must be schedule.service_account with "
-            f"roles/run.invoker, and the audience the service URL; {STEP_DEPLOY} and 4",
-        )
-    ]

@@ -1,10 +1,13 @@
-"""What the doctor reads, once: the live service, its revisions, IAM, the job and the logs.
+"""What the doctor reads, once: where the work runs, its IAM, the Scheduler job and the logs.
 
-Every check works from these facts, so one diagnosis costs a handful of API calls: a get of the
-service, the job and the IAM policy, a list of the service's revisions (each records the routes
-it serves), and one `entries:list` query (newest first, up to LOG_LIMIT entries) covering both
-the service's logs and the job's Scheduler attempts. A call that fails is recorded, not raised,
-so one unreadable resource does not hide the other checks.
+Every check works from these facts, so one diagnosis costs a handful of API calls. A route job:
+a get of the service, the Scheduler job and the service's IAM policy, a list of the service's
+revisions (each records the routes it serves). A Cloud Run job (`runtime: job`): a get of the
+Cloud Run job and its IAM policy, a list of its newest executions, and the tasks of the few
+that had failed or retried tasks. Then one `entries:list` query (newest first, up to LOG_LIMIT
+entries) covering the automation's own lines (`steps.logs.resource_clause`: the service's or
+the Cloud Run job's tasks') and the job's Scheduler attempts. A call that fails is recorded,
+not raised, so one unreadable resource does not hide the other checks.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,12 +33,16 @@ from opslib.spec import defaults, names
 from opslib.spec import rules as g
 from opslib.spec.model import Spec
 from opslib.steps import logs
+from opslib.steps.verify.job import EXECUTION_LABEL, TASK_LABEL
 
 LOG_LIMIT = 3000  # three entries:list calls at most (1,000 a page; ~60 calls a minute allowed)
 RUN_LOGS = ("run.googleapis.com/stdout", "run.googleapis.com/stderr")
 REQUESTS_LOG = "run.googleapis.com/requests"
 SYSTEM_LOG = "run.googleapis.com/varlog/system"
 _EMPTY: dict[str, Any] = {}
+ENDS = ("success", "error", "skipped")  # the statuses a run's last line carries
+EXECUTIONS = 20  # the newest executions of a Cloud Run job read (one list call)
+TASK_READS = 3  # executions with failed or retried tasks whose tasks are read (a call each)
 
 
 @dataclass
@@ -54,6 +62,21 @@ class Facts:
     service_dir: Path | None = None
     revisions: list[Any] | None = None  # the service's revisions, newest first
     params: Path | None = None  # the parameters file, when the caller knows it
+    root: Path | None = None  # the project root: the paths and commands a fix shows
+    run_job: Any | None = None  # runtime job: the Cloud Run job
+    runners: set[str] | None = None  # members holding a role with run.jobs.run on it
+    executions: list[Any] | None = None  # its newest executions in the window, newest first
+    tasks: dict[str, list[Any]] = field(default_factory=dict)  # by execution (failed/retried)
+
+    @property
+    def runtime(self) -> str:
+        """`service` (a route Scheduler calls) or `job` (a Cloud Run job it starts)."""
+        return self.spec.job.effective_runtime
+
+    @property
+    def zone(self) -> str:
+        """The job's clock (its schedule.time_zone): every time a finding shows is told on it."""
+        return defaults.time_zone(self.spec.schedule.time_zone)
 
     @property
     def deadline(self) -> float:
@@ -138,12 +161,13 @@ class Facts:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        """One row per run of the job (by run_id): start, end, outcome, duration in seconds."""
+        """One row per run of the job (by run_id; a Cloud Run job's: per task attempt): start,
+        end, outcome (success, error, or skipped by the overlap guard), duration in seconds."""
         app = self.app
         if app.empty or "run_id" not in app:
             return pd.DataFrame(columns=["run_id", "start", "end", "status", "seconds", "done"])
         mine = app[(app["job"] == self.spec.job.name) & app["run_id"].notna()]
-        ends = mine[mine["status"].isin(("success", "error"))]
+        ends = mine[mine["status"].isin(ENDS)]
         rows = []
         for run_id, lines in mine.groupby("run_id", sort=False):
             start = lines["timestamp"].min()
@@ -176,7 +200,8 @@ class Facts:
     def durations(self) -> tuple[pd.Series, str]:
         """How long the job's finished runs took, in seconds, and where that figure comes from."""
         runs = self.runs
-        done = runs[runs["done"]]["seconds"].astype("float64") if len(runs) else pd.Series()
+        worked = runs[runs["done"] & (runs["status"] != "skipped")] if len(runs) else runs
+        done = worked["seconds"].astype("float64") if len(worked) else pd.Series()
         if len(done):
             return done.reset_index(drop=True), "the job's own end lines (duration_ms)"
         served = self.job_requests
@@ -197,16 +222,11 @@ def gather(session: Session, since: timedelta) -> Facts:
     spec, clients = session.spec, session.clients
     now = datetime.now(UTC)
     facts = Facts(spec, now - since, now, params=session.params, service_dir=session.service_dir)
-    name = names.service(spec)
-    facts.service = _get(facts, "service", lambda: clients.run.get_service(name=name))
-    if facts.service is not None:
-        facts.failed_revision = _failed_revision(facts, clients)
-        facts.revisions = _get(facts, "revisions", lambda: _revisions(clients, name))
-        policy = _get(facts, "iam", lambda: clients.run.get_iam_policy(request={"resource": name}))
-        if policy is not None:
-            facts.invokers = {
-                m for b in policy.bindings if b.role in INVOKER_ROLES for m in b.members
-            }
+    facts.root = session.root
+    if facts.runtime == "job":
+        _read_run_job(facts, clients)
+    else:
+        _read_service(facts, clients)
     job = names.scheduler_job(spec)
     facts.job = _get(facts, "job", lambda: clients.scheduler.get_job(name=job))
     try:
@@ -223,6 +243,50 @@ def gather(session: Session, since: timedelta) -> Facts:
 INVOKER_ROLES = frozenset(
     {"roles/run.invoker", "roles/run.admin", "roles/run.developer", "roles/owner", "roles/editor"}
 )
+# Roles that carry run.jobs.run on a Cloud Run job (Cloud Run's IAM roles page).
+RUNNER_ROLES = INVOKER_ROLES | {"roles/run.jobsExecutor", "roles/run.jobsExecutorWithOverrides"}
+
+
+def _read_service(facts: Facts, clients: Clients) -> None:
+    """A route job: the service, its newest failed revision, its revisions and invokers."""
+    name = names.service(facts.spec)
+    facts.service = _get(facts, "service", lambda: clients.run.get_service(name=name))
+    if facts.service is None:
+        return
+    facts.failed_revision = _failed_revision(facts, clients)
+    facts.revisions = _get(facts, "revisions", lambda: _revisions(clients, name))
+    policy = _get(facts, "iam", lambda: clients.run.get_iam_policy(request={"resource": name}))
+    if policy is not None:
+        facts.invokers = _members(policy, INVOKER_ROLES)
+
+
+def _read_run_job(facts: Facts, clients: Clients) -> None:
+    """A Cloud Run job: the job, who may run it, its newest executions and, for the newest
+    few with failed or retried tasks, their tasks (how each one's last attempt ended)."""
+    name = names.run_job(facts.spec)
+    facts.run_job = _get(facts, "cloud run job", lambda: clients.jobs.get_job(name=name))
+    if facts.run_job is None:
+        return
+    policy = _get(facts, "iam", lambda: clients.jobs.get_iam_policy(request={"resource": name}))
+    if policy is not None:
+        facts.runners = _members(policy, RUNNER_ROLES)
+    facts.executions = _get(facts, "executions", lambda: _executions(clients, name, facts.since))
+    troubled = [e for e in facts.executions or [] if e.failed_count or e.retried_count]
+    for execution in troubled[:TASK_READS]:
+        parent = execution.name
+        found = _get(facts, "tasks", lambda p=parent: list(clients.tasks.list_tasks(parent=p)))
+        facts.tasks[parent] = sorted(found or [], key=lambda t: t.index)
+
+
+def _members(policy: Any, roles: frozenset[str]) -> set[str]:
+    return {m for b in policy.bindings if b.role in roles for m in b.members}
+
+
+def _executions(clients: Clients, job: str, since: datetime) -> list[Any]:
+    """The job's newest EXECUTIONS executions that ran in the window, newest first."""
+    pages = clients.executions.list_executions(request={"parent": job, "page_size": EXECUTIONS})
+    found = sorted(islice(pages, EXECUTIONS), key=lambda e: e.create_time, reverse=True)
+    return [e for e in found if not e.completion_time or e.completion_time >= since]
 
 
 def _get(facts: Facts, what: str, call: Callable[[], Any]) -> Any:
@@ -256,14 +320,14 @@ def _revisions(clients: Clients, service: str) -> list[Any]:
 
 
 def log_filter(spec: Spec, since: datetime) -> str:
-    """The service's logs and the job's Scheduler attempts in one query, DEBUG lines left out."""
-    service = logs.quote(spec.service)
+    """The automation's own lines (its service's, or its Cloud Run job's tasks') and the job's
+    Scheduler attempts in one query, DEBUG lines left out."""
+    own = " AND ".join(logs.resource_clause(spec))
     job = logs.quote(spec.job.name)
     stamp = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return (
         f'timestamp>="{stamp}" AND NOT severity=DEBUG AND '
-        f'((resource.type="cloud_run_revision" AND resource.labels.service_name={service}) OR '
-        f'(resource.type="cloud_scheduler_job" AND resource.labels.job_id={job}))'
+        f'(({own}) OR (resource.type="cloud_scheduler_job" AND resource.labels.job_id={job}))'
     )
 
 
@@ -286,7 +350,12 @@ def entries_table(entries: list[dict[str, Any]]) -> pd.DataFrame:
     requests = [e.get("httpRequest") or _EMPTY for e in entries]
     kinds = [str(p.get("@type", "")).rpartition(".")[2] or None for p in payloads]
     frame["resource_type"] = [(e.get("resource") or _EMPTY).get("type") for e in entries]
-    frame["instance"] = [(e.get("labels") or _EMPTY).get("instanceId") for e in entries]
+    labels = [e.get("labels") or _EMPTY for e in entries]
+    frame["instance"] = [label.get("instanceId") for label in labels]
+    frame["execution"] = [label.get(EXECUTION_LABEL) for label in labels]  # a Cloud Run job's
+    frame["task"] = pd.to_numeric(
+        pd.Series([label.get(TASK_LABEL) for label in labels], dtype=object), errors="coerce"
+    )
     frame["text"] = [e.get("textPayload") for e in entries]
     frame["kind"] = kinds
     frame["rpc"] = [

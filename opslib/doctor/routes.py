@@ -21,7 +21,15 @@ import pandas as pd
 
 from opslib.cloud.session import open_session
 from opslib.core.errors import OpslibError
-from opslib.doctor.checks import STEP_SCHEDULE, Finding, ok, recency, seen_codes, when
+from opslib.doctor.checks import (
+    STEP_SCHEDULE,
+    Finding,
+    ok,
+    recency,
+    seen_codes,
+    shown,
+    when,
+)
 from opslib.doctor.facts import Facts
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
@@ -144,7 +152,7 @@ def _served_since(facts: Facts, live: list[Serving], refused: str) -> Finding:
             f"the job calls {uri}; if that is not this service's URL ({facts.service.uri}), "
             f"{STEP_SCHEDULE}"
         )
-    created = f"; {newest.name} created {when(newest.created)}" if newest else ""
+    created = f"; {newest.name} created {when(newest.created, facts.zone)}" if newest else ""
     return Finding(
         CHECK,
         "warning",
@@ -180,7 +188,7 @@ def _last_had(facts: Facts) -> str:
         failed = any(c.state.name == "CONDITION_FAILED" for c in revision.conditions)
         if not failed and route in (routes_of(revision) or []):
             name = revision.name.rsplit("/", 1)[-1]
-            return f"{text}{name} (created {when(revision.create_time)})"
+            return f"{text}{name} (created {when(revision.create_time, facts.zone)})"
     return f"{text}none (no revision of {facts.spec.service} had it)"
 
 
@@ -204,11 +212,11 @@ def _fix(facts: Facts, lacking: list[Serving]) -> str:
 def redeploy_command(facts: Facts) -> tuple[str, str]:
     """`opslib run <every parameters file of the service> --steps 1-3`, and the folder shown."""
     found = _service_files(facts)
-    if found is None:
+    if found is None:  # the keys were given, not a file: say what to pass, guess nothing
         folder = f"{facts.spec.service_dir}/"
-        return "opslib run parameters/ --steps 1-3", folder
+        return f"opslib run <every parameters file naming {facts.spec.service}> --steps 1-3", folder
     files, folder = found
-    return shlex.join(["opslib", "run", *files, "--steps", "1-3"]), folder
+    return shlex.join(["opslib", "run", *files, "--steps", "1-3"]), folder  # from the root
 
 
 def _service_files(facts: Facts) -> tuple[list[str], str] | None:
@@ -224,8 +232,8 @@ def _service_files(facts: Facts) -> tuple[list[str], str] | None:
     except OpslibError:
         return None
     root = session.root
-    folder = _shown(session.service_dir, root) + "/"
-    return [_shown(p, root) for p in files], folder
+    folder = shown(session.service_dir, root) + "/"
+    return [shown(p, root) for p in files], folder
 
 
 def _same_service(path: Path, spec: Spec) -> bool:
@@ -239,7 +247,3 @@ def _load(path: Path) -> Spec | None:
         return load_spec(path)
     except OpslibError:
         return None
-
-
-def _shown(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)

@@ -44,7 +44,8 @@ def check_deadline(facts: Facts) -> list[Finding]:
     if not (len(timed_out) or len(cut) or len(long)):
         return [_deadline_ok(facts)]
     done, running = long[long["done"]], long[~long["done"]]
-    evidence = [*_cut_evidence(facts, timed_out, cut), *_overrun_evidence(done, running)]
+    evidence = _cut_evidence(facts, timed_out, cut)
+    evidence += _overrun_evidence(done, running, facts.zone)
     cold = _cold_share(facts, timed_out)
     if cold:
         evidence.append(cold)
@@ -82,7 +83,7 @@ def _cut_evidence(facts: Facts, timed_out: pd.DataFrame, cut: pd.DataFrame) -> l
         last = timed_out.iloc[-1]
         evidence.append(
             f"{len(timed_out)} of {len(facts.attempts)} attempt(s) ended DEADLINE_EXCEEDED "
-            f"(last {when(last['end'])}: {last['detail'] or 'deadline exceeded'})"
+            f"(last {when(last['end'], facts.zone)}: {last['detail'] or 'deadline exceeded'})"
         )
     if len(cut):
         last = cut.iloc[-1]
@@ -93,19 +94,19 @@ def _cut_evidence(facts: Facts, timed_out: pd.DataFrame, cut: pd.DataFrame) -> l
     return evidence
 
 
-def _overrun_evidence(done: pd.DataFrame, running: pd.DataFrame) -> list[str]:
+def _overrun_evidence(done: pd.DataFrame, running: pd.DataFrame, zone: str) -> list[str]:
     """How long the runs really took (their end lines), or how long one has gone without one."""
     evidence = []
     if len(done):
         worst = done.loc[done["seconds"].idxmax()]
         evidence.append(
             f"{len(done)} run(s) took longer than that: up to {secs(worst['seconds'])} "
-            f"(run {worst['run_id']} started {when(worst['start'])})"
+            f"(run {worst['run_id']} started {when(worst['start'], zone)})"
         )
     if len(running):
         worst = running.loc[running["seconds"].idxmax()]
         evidence.append(
-            f"run {worst['run_id']} started {when(worst['start'])} has no end line after "
+            f"run {worst['run_id']} started {when(worst['start'], zone)} has no end line after "
             f"{secs(worst['seconds'])}"
         )
     return evidence
@@ -385,8 +386,9 @@ def _cold_failures(facts: Facts, cold: pd.DataFrame) -> list[str]:
             if len(bad)
             else bad
         )
+        took = f"{when(begun, facts.zone)} took {secs(row.latency)}"
         if len(inside):
-            out.append(f"{when(begun)} took {secs(row.latency)}, attempt {inside.iloc[0]['code']}")
+            out.append(f"{took}, attempt {inside.iloc[0]['code']}")
         elif row.http_status >= 500 or row.latency >= facts.deadline:
-            out.append(f"{when(begun)} took {secs(row.latency)}, HTTP {int(row.http_status)}")
+            out.append(f"{took}, HTTP {int(row.http_status)}")
     return out

@@ -19,6 +19,7 @@ import pandas as pd
 from opslib.cloud.session import Session, open_session
 from opslib.core.errors import BadInput
 from opslib.spec import names
+from opslib.spec.loader import key_line, load_spec
 from opslib.spec.model import Spec
 from opslib.spec.project import locate, params_files
 from opslib.spec.rules import format_duration
@@ -141,6 +142,13 @@ def check(sessions: Iterable[Session]) -> None:
         )
 
 
+def at(session: Session, key: str) -> str:
+    """`parameters/a.yaml:7`: the file (from the project root) and the line of `key` in it."""
+    shown = _shown(session.params, session.root)
+    line = key_line(session.params, key) if session.params.is_file() else None
+    return f"{shown}:{line}" if line else shown
+
+
 def _same_job(sessions: list[Session]) -> list[str]:
     seen: dict[tuple[str, str, str], Session] = {}
     problems = []
@@ -148,8 +156,8 @@ def _same_job(sessions: list[Session]) -> list[str]:
         key = (s.spec.project, s.spec.region, s.spec.job.name)
         if key in seen:
             problems.append(
-                f"{seen[key].params.name} and {s.params.name} both name job {key[2]!r} in "
-                f"{key[0]}/{key[1]}: one Scheduler job id (and one route) per job; "
+                f"{at(seen[key], 'job.name')} and {at(s, 'job.name')} both name job "
+                f"{key[2]!r} in {key[0]}/{key[1]}: one Scheduler job id (and one route) per job; "
                 "rename one job.name"
             )
         seen.setdefault(key, s)
@@ -164,16 +172,18 @@ def _folders(sessions: list[Session]) -> list[str]:
         other = by_folder.setdefault(s.service_dir, s)
         if other.spec.service_key != s.spec.service_key:
             problems.append(
-                f"{other.params.name} ({other.spec.service}) and {s.params.name} "
+                f"{at(other, 'service')} ({other.spec.service}) and {at(s, 'service')} "
                 f"({s.spec.service}) both use the folder {s.spec.service_dir}: one folder ships "
-                f"one service; set service_dir: services/{s.spec.service} in {s.params.name}"
+                f"one service; set service_dir: services/{s.spec.service} in "
+                f"{_shown(s.params, s.root)}"
             )
         first = by_service.setdefault(s.spec.service_key, s)
         if first.service_dir != s.service_dir:
             problems.append(
-                f"{first.params.name} and {s.params.name} name service {s.spec.service} with "
-                f"different folders ({first.spec.service_dir}, {s.spec.service_dir}): a "
-                "service is built from one folder; use the same service_dir in both"
+                f"{at(first, 'service_dir')} and {at(s, 'service_dir')} name service "
+                f"{s.spec.service} with different folders ({first.spec.service_dir}, "
+                f"{s.spec.service_dir}): a service is built from one folder; use the same "
+                "service_dir in both"
             )
     return problems
 
@@ -192,14 +202,31 @@ def _shared_settings(sessions: list[Session]) -> list[str]:
                 mine, theirs = _setting(s.spec, key), _setting(first.spec, key)
                 if mine != theirs:
                     problems.append(
-                        f"deploy.{key} is {theirs} in {first.params.name} but {mine} in "
-                        f"{s.params.name}; both run on service {s.spec.service}, which has one "
-                        f"setting: use the same value in both"
+                        f"deploy.{key} is {theirs} in {at(first, f'deploy.{key}')} but {mine} "
+                        f"in {at(s, f'deploy.{key}')}; both run on service {s.spec.service}, "
+                        "which has one setting: use the same value in both"
                     )
-        try:
-            service_spec([s.spec for s in group])
-        except BadInput as exc:
-            problems.append(exc.what)
+        problems += _mounts(group)
+    return problems
+
+
+def _mounts(group: list[Session]) -> list[str]:
+    """Env vars and secrets of one container: the same name means the same value everywhere."""
+    problems: list[str] = []
+    first: dict[str, tuple[Session, str, str]] = {}
+    for s in group:
+        named = [("deploy.env", k, v) for k, v in s.spec.deploy.env.items()]
+        named += [("secrets", k, v) for k, v in s.spec.secrets.items()]
+        for section, name, value in named:
+            seen = first.setdefault(name, (s, section, value))
+            if seen[1:] != (section, value):
+                kind = "the same value" if seen[1] == section else "one of env or secrets"
+                problems.append(
+                    f"{name} is {seen[1]}.{name} in {at(seen[0], f'{seen[1]}.{name}')} and "
+                    f"{section}.{name} in {at(s, f'{section}.{name}')}, differently; they share "
+                    f"service {s.spec.service}'s one container: give them {kind}, or "
+                    "different names"
+                )
     return problems
 
 
@@ -258,7 +285,11 @@ def _routed(session: Session) -> bool:
 
 
 def _siblings(given: list[Session], known: set[Path]) -> list[Session]:
-    """The other route jobs of the given ones' service in the same parameters folders."""
+    """The other route jobs of the given ones' service in the same parameters folders.
+
+    A file that does not load is left out here: it cannot be deployed as it is, and
+    `opslib check` on the folder names what is wrong with it.
+    """
     if not given:
         return []
     first, found = given[0], []
@@ -266,7 +297,14 @@ def _siblings(given: list[Session], known: set[Path]) -> list[Session]:
         for path in params_files(folder) if folder.is_dir() else []:
             if path in known:
                 continue
-            other = open_session(path, first.spec.target, first.service_dir)
-            if other.spec.service_key == first.spec.service_key and _routed(other):
-                found.append(other)
+            try:
+                other = load_spec(path)
+            except BadInput:
+                continue
+            if other.service_key == first.spec.service_key and other.job.effective_runtime == (
+                "service"
+            ):
+                found.append(
+                    open_session(path, first.spec.target, first.service_dir, first.workspace)
+                )
     return found

@@ -9,6 +9,7 @@ steps 4-5 schedule and verify each job. Each function returns one table with a `
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from opslib.doctor import explain
 from opslib.fleet.load import Fleet, invokers, job_spec, service_spec
 from opslib.spec import cron
 from opslib.spec.model import Spec
+from opslib.spec.project import typed
 from opslib.steps import scaffold
 from opslib.steps import schedule as scheduler
 from opslib.steps.deploy import job as deploy_job
@@ -30,7 +32,7 @@ from opslib.steps.deploy import service as cloud_run
 from opslib.steps.deploy.preflight import Prune
 from opslib.steps.endpoint import check as local_checks
 from opslib.steps.endpoint import patch as endpoint_step
-from opslib.steps.verify.service import Verdict
+from opslib.steps.verify import Verdict
 
 
 def _per_job(fleet: Fleet, frame_of: Callable[[Session], pd.DataFrame]) -> pd.DataFrame:
@@ -151,18 +153,28 @@ class _Group:
 def _plan_group(fleet: Fleet, sessions: list[Session], prune: Prune, dry_run: bool) -> _Group:
     first = sessions[0]
     clients = first.clients
-    routed = [s.spec for s in fleet.service_members(first.spec.service_key)]
+    members = fleet.service_members(first.spec.service_key)
+    routed = [s.spec for s in members]
     jobs = [s.spec for s in sessions if s.spec.job.effective_runtime == "job"]
     source = cloud_run.pack(first.service_dir)
     image = cloud_run.image_for(first.spec, source)
     service = None
     if routed:
         merged = service_spec(routed)
+        rerun = rerun_command([s.params for s in members], first, "1-3")
         service = cloud_run.checked_plan(
-            merged, first.service_dir, clients, invokers(routed), prune, dry_run, source
+            merged, first.service_dir, clients, invokers(routed), prune, dry_run, source, rerun
         )
     job_plans = [(job_spec(s), deploy_job.plan(job_spec(s), image, clients)) for s in jobs]
     return _Group(first.spec, clients, source, image, service, job_plans)
+
+
+def rerun_command(files: list[Path], session: Session, steps: str) -> str:
+    """`opslib run FILES --steps N-M [--workspace W]`: the files as the user can type them
+    from here, in the workspace they work in."""
+    root, space = session.root, session.workspace
+    words = ["opslib", "run", *(typed(f, root) for f in files), "--steps", steps]
+    return shlex.join(words + (["--workspace", typed(space, root)] if space else []))
 
 
 def _service_first(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ process name, and a `start` whose port is taken can name the localcloud that hol
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -34,6 +35,13 @@ GCLOUD_APIS = ("CLOUDSCHEDULER", "LOGGING", "SECRETMANAGER", "CLOUDBUILD", "RUN"
 
 
 _DETACHED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _reap_exited() -> None:
+    """Collect the exit of every detached server that was stopped some other way (`stop --all`
+    from another process, a kill): a live one is left running, a dead one is no zombie."""
+    _DETACHED[:] = [process for process in _DETACHED if process.poll() is None]
 
 
 @dataclass
@@ -186,6 +194,8 @@ def start(
             return running
         time.sleep(0.05)
     process.kill()
+    process.wait()
+    _DETACHED.remove(process)
     raise RuntimeError(f"localcloud did not answer within {timeout:.0f}s; see {state}/server.log")
 
 
@@ -203,6 +213,7 @@ def _terminate(running: Running, timeout: float) -> None:
     try:
         os.kill(running.pid, signal.SIGTERM)
     except ProcessLookupError:  # exited since its health answer
+        _reap_exited()
         return
     child = next((p for p in _DETACHED if p.pid == running.pid), None)
     if child is not None:  # started by this process: reap it

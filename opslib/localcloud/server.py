@@ -87,14 +87,15 @@ def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.
 
 
 async def _housekeeping(logs: LogStore, run: RunBackend) -> None:
-    """Flush logs to the state file each second; scale idle min-0 revisions to zero."""
+    """Flush logs to the state file each second; every 5 s stop the instances no one uses
+    (those of revisions without traffic, idle ones of min-0 revisions)."""
     tick = 0
     while True:
         await asyncio.sleep(1)
         logs.flush()
         tick += 1
         if tick % 5 == 0:
-            await run.instances.reap(run.warm())
+            run.scale_in()
 
 
 def _control_routes(app: web.Application, cloud: Cloud, router: Router, logs: LogStore) -> None:
@@ -176,22 +177,25 @@ def _state_routes(app: web.Application, cloud: Cloud, logs: LogStore) -> None:
 
     async def scale_to_zero(_: web.Request) -> web.Response:
         run = cloud.services["run"]
-        stopped = await run.instances.reap(run.warm(), idle=0)
+        stopped = run.scale_in(idle=0)
+        await run.instances.stopped()
         return web.json_response({"stopped": stopped})
 
     async def instances(_: web.Request) -> web.Response:
-        running = cloud.services["run"].instances.running
+        run = cloud.services["run"].instances
+
+        def shown(i: Any) -> dict[str, Any]:
+            return {
+                "revision": i.revision,
+                "port": i.port,
+                "pid": i.process.pid,
+                "instanceId": i.instance_id,
+            }
+
         return web.json_response(
             {
-                "instances": [
-                    {
-                        "revision": name,
-                        "port": i.port,
-                        "pid": i.process.pid,
-                        "instanceId": i.instance_id,
-                    }
-                    for name, i in running.items()
-                ]
+                "instances": [shown(i) for i in run.running.values()],
+                "stopping": [shown(i) for i in run.stopping.values()],
             }
         )
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from opslib.core.errors import HIDDEN, MISSING, BadInput, SpecError, SpecIssue
 from opslib.spec import rules as g
+from opslib.spec.cross_checks import cross_checks
 from opslib.spec.model import Spec
 from opslib.spec.rules import RuleBroken
 
@@ -27,6 +28,8 @@ EXAMPLES = {
 }
 
 Path_ = tuple[str, ...]
+# Refused before parsing: a spec is a few hundred bytes, and every step reads it again.
+MAX_BYTES = 256 * 1024
 # Values under these keys may be secrets: errors name the key and never print the value.
 SECRET_KEYS: tuple[Path_, ...] = (
     ("deploy", "env"),
@@ -46,6 +49,7 @@ def load_spec(path: str | Path) -> Spec:
 def load_spec_text(text: str, path: str | Path) -> Spec:
     """The validated spec in `text`, reported as the file `path` (a file about to be written)."""
     path = Path(path)
+    _check_size(len(text.encode("utf-8", errors="replace")), path)
     data, lines = _parse_yaml(text, path)
     return _validate(data, path, lines)
 
@@ -76,9 +80,12 @@ def _validate(data: dict[str, Any], path: Path, lines: dict[Path_, int]) -> Spec
 
 
 def _read_text(path: Path) -> str:
-    """The file's text; a missing, unreadable or non-UTF-8 file is bad input, not a crash."""
+    """The file's text; a missing, unreadable, too large or non-UTF-8 file is bad input."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)  # never more: a huge file is refused, not read
+        _check_size(len(data), path)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise BadInput(str(path), "no such parameters file", "give the path of a .yaml") from None
     except UnicodeDecodeError as exc:
@@ -93,9 +100,33 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def key_line(path: Path, key: str) -> int | None:
+    """The line of `key` (dotted) in a parameters file, for a message about it; None when the
+    file cannot be read again."""
+    try:
+        _, lines = _parse_yaml(_read_text(path), path)
+    except BadInput:
+        return None
+    return _line(lines, tuple(key.split(".")))
+
+
+def _check_size(size: int, path: Path) -> None:
+    if size > MAX_BYTES:
+        raise BadInput(
+            str(path),
+            f"is over {MAX_BYTES // 1024} KiB; a parameters file is a few hundred bytes",
+            "keep one automation's settings in it (data and long text belong elsewhere)",
+        )
+
+
 def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
     """Parse once: the node tree gives each key's line, and the data is built from it."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        raise BadInput(
+            str(path), f"not valid YAML: {exc}", "remove the control characters from the file"
+        ) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -201,194 +232,3 @@ def _known_keys(key: Path_) -> list[str]:
             else None
         )
     return list(model.model_fields) if model else []
-
-
-Problem = tuple[Path_, object, str, str]
-
-
-def cross_checks(spec: Spec) -> list[Problem]:
-    """Rules that tie two keys together; each problem names the key to change."""
-    return [
-        *_deadline_checks(spec),
-        *_duration_checks(spec),
-        *_body_checks(spec),
-        *_secret_checks(spec),
-        *_account_checks(spec),
-    ]
-
-
-def _deadline_checks(spec: Spec) -> list[Problem]:
-    s, d = spec.schedule, spec.deploy
-    if s.attempt_deadline <= d.timeout or spec.job.effective_runtime == "job":
-        return []
-    return [
-        (
-            ("schedule", "attempt_deadline"),
-            g.format_duration(s.attempt_deadline),
-            f"the Scheduler attempt deadline must not exceed the Cloud Run request timeout "
-            f"({g.format_duration(d.timeout)}): Cloud Run answers 504 first",
-            f"raise deploy.timeout to {g.format_duration(s.attempt_deadline)} "
-            f"or lower schedule.attempt_deadline to {g.format_duration(d.timeout)}",
-        )
-    ]
-
-
-def _duration_checks(spec: Spec) -> list[Problem]:
-    s = spec.schedule
-    expected, fmt = spec.job.expected_duration, g.format_duration
-    key = ("job", "expected_duration")
-    if spec.job.effective_runtime == "job":
-        return _job_checks(spec)
-    shard = [k for k in ("tasks", "parallelism") if k in spec.job.model_fields_set]
-    if shard:
-        return [
-            (
-                ("job", shard[0]),
-                getattr(spec.job, shard[0]),
-                "tasks and parallelism apply to a Cloud Run job (job.runtime: job)",
-                f"set job.runtime: job, or remove job.{shard[0]}",
-            )
-        ]
-    if expected is None:
-        return []
-    if expected > g.ATTEMPT_DEADLINE_MAX:
-        return [
-            (
-                key,
-                fmt(expected),
-                "work over 30 min cannot finish inside one Scheduler attempt (max 30m), and "
-                "job.runtime is service",
-                "remove job.runtime: service (opslib then runs it as a Cloud Run job), or split "
-                "the job (e.g. one per market)",
-            )
-        ]
-    if expected >= s.attempt_deadline:
-        return [
-            (
-                key,
-                fmt(expected),
-                f"the job needs longer than the attempt deadline "
-                f"({fmt(s.attempt_deadline)}): every run would end in 504",
-                f"raise schedule.attempt_deadline above {fmt(expected)} "
-                f"(and deploy.timeout with it)",
-            )
-        ]
-    return []
-
-
-def _job_checks(spec: Spec) -> list[Problem]:
-    """A Cloud Run job: the work fits a task, and parallelism fits the tasks."""
-    job, fmt = spec.job, g.format_duration
-    expected = job.expected_duration
-    if expected is not None and expected > g.TASK_TIMEOUT_MAX:
-        return [
-            (
-                ("job", "expected_duration"),
-                fmt(expected),
-                "a Cloud Run job task runs at most 24h (job.task_timeout); the work cannot "
-                "finish inside one task",
-                "split the work into tasks that each fit 24h: job.tasks: N (each task reads "
-                "CLOUD_RUN_TASK_INDEX and CLOUD_RUN_TASK_COUNT to take its share)",
-            )
-        ]
-    problems: list[Problem] = []
-    if expected is not None and job.task_timeout is not None and expected >= job.task_timeout:
-        problems.append(
-            (
-                ("job", "task_timeout"),
-                fmt(job.task_timeout),
-                f"the task timeout must exceed the expected duration ({fmt(expected)}), or "
-                "every task is killed",
-                f"raise job.task_timeout above {fmt(expected)} (at most 24h)",
-            )
-        )
-    if job.parallelism > job.tasks:
-        problems.append(
-            (
-                ("job", "parallelism"),
-                job.parallelism,
-                f"parallelism cannot exceed the number of tasks ({job.tasks})",
-                f"use parallelism: {job.tasks} or less (0 runs as many as possible)",
-            )
-        )
-    return problems
-
-
-def notes(spec: Spec) -> list[str]:
-    """What `opslib check` says besides errors: choices opslib made for the user."""
-    job, found = spec.job, []
-    if job.effective_runtime == "job" and job.runtime is None:
-        found.append(
-            f"job.expected_duration {g.format_duration(job.expected_duration or 0)} is over "
-            "Cloud Scheduler's 30 min: it will run as a Cloud Run job (tasks of up to 24h, "
-            f"task timeout {g.format_duration(job.effective_task_timeout)}); set job.runtime "
-            "to choose"
-        )
-    if job.effective_runtime == "job" and "attempt_deadline" in spec.schedule.model_fields_set:
-        found.append(
-            "schedule.attempt_deadline plays no role for a Cloud Run job: Scheduler's call "
-            "only starts the execution and returns at once; job.task_timeout bounds the work"
-        )
-    return found
-
-
-def _body_checks(spec: Spec) -> list[Problem]:
-    s, key = spec.schedule, ("schedule", "body")
-    problems: list[Problem] = []
-    if s.body and s.http_method not in g.BODY_METHODS:
-        problems.append(
-            (
-                key,
-                s.body,
-                f"Scheduler sends a body only with {', '.join(g.BODY_METHODS)} "
-                f"(http_method is {s.http_method})",
-                "remove schedule.body or use http_method: POST",
-            )
-        )
-    extra = sorted(set(s.body) - {"dry_run"})
-    if spec.job.pattern == "function" and extra:
-        problems.append(
-            (
-                key,
-                s.body,
-                f"a function-pattern job only reads dry_run from the body (also given: {extra})",
-                "remove those keys, or use job.pattern: class (its run(**kwargs) gets the body)",
-            )
-        )
-    if len(s.body_bytes) >= g.JOB_MAX_BYTES:
-        problems.append(
-            (
-                key,
-                s.body,
-                "a Scheduler job is at most 1 MB",
-                "send a smaller body; put large inputs in Cloud Storage",
-            )
-        )
-    return problems
-
-
-def _secret_checks(spec: Spec) -> list[Problem]:
-    return [
-        (
-            ("secrets", name),
-            spec.secrets[name],
-            f"{name} is set both as a plain env var and as a secret",
-            f"remove deploy.env.{name} (keep the secret)",
-        )
-        for name in sorted(set(spec.secrets) & set(spec.deploy.env))
-    ]
-
-
-def _account_checks(spec: Spec) -> list[Problem]:
-    account = spec.schedule.service_account
-    if not account or g.service_account_project(account) in (None, spec.project):
-        return []
-    return [
-        (
-            ("schedule", "service_account"),
-            account,
-            "the OIDC service account must be in the job's project",
-            f"use an account of {spec.project}, e.g. "
-            f"scheduler@{spec.project}.iam.gserviceaccount.com",
-        )
-    ]

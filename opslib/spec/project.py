@@ -59,3 +59,14 @@ def default_params(root: Path) -> Path:
             "run it in an opslib project, or pass PARAMS.yaml files or folders",
         )
     return folder
+
+
+def typed(path: Path, root: Path) -> str:
+    """A path as a printed command should carry it: from the project root when the working
+    directory is inside the project (opslib finds such paths from any of its folders), else
+    absolute, so the command runs as printed."""
+    path = Path(path).resolve()
+    inside = Path.cwd().resolve().is_relative_to(root.resolve())
+    if inside and path.is_relative_to(root.resolve()):
+        return path.relative_to(root.resolve()).as_posix()
+    return str(path)

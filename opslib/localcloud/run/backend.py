@@ -20,7 +20,7 @@ from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.errors import ApiError, already_exists, failed_precondition
 from opslib.localcloud.run import services
 from opslib.localcloud.run.container import StartFailed
-from opslib.localcloud.run.instances import Instances, free_port
+from opslib.localcloud.run.instances import IDLE_SECONDS, Instances, free_port
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
 
@@ -109,6 +109,13 @@ class RunBackend(CollectionBackend):
         return op
 
     async def rollout(
+        self, service: dict[str, Any], op: dict[str, Any], new_revision: bool
+    ) -> None:
+        """The operation's work; then traffic may have moved: `rebalance`."""
+        await self._roll_out(service, op, new_revision)
+        self.rebalance()
+
+    async def _roll_out(
         self, service: dict[str, Any], op: dict[str, Any], new_revision: bool
     ) -> None:
         if self.front:
@@ -260,8 +267,12 @@ class RunBackend(CollectionBackend):
             if t["percent"] and (t["type"] != services.LATEST or latest)
         }
 
+    def receiving(self) -> set[str]:
+        """Every revision that receives traffic, of every service."""
+        return {name for s in self.data["services"].values() for name in self.serving(s)}
+
     def warm(self) -> set[str]:
-        """Revisions whose min instances keep an instance running."""
+        """Revisions whose min instances keep an instance running: only those with traffic."""
         keep = set()
         for service in self.data["services"].values():
             floor = int((service.get("scaling") or {}).get("minInstanceCount", 0))
@@ -271,18 +282,46 @@ class RunBackend(CollectionBackend):
                     keep.add(name)
         return keep
 
+    def scale_in(self, idle: float = IDLE_SECONDS) -> int:
+        """Stop the instances no one uses (`Instances.scale_in`); how many."""
+        return self.instances.scale_in(self.receiving(), self.warm(), idle)
+
+    def rebalance(self) -> None:
+        """After traffic moved (a rollout's end): revisions that lost it give up their instances
+        once their requests are done, and those it reached with min instances get one."""
+        self.scale_in()
+        self.spawn(self.warm_up())
+
+    def retire(self, instance: Any) -> None:
+        """The front's call when a `retired` instance's last request has ended."""
+        revision = self.data["revisions"].get(instance.revision)
+        service = self.data["services"].get((revision or {}).get("service", ""))
+        if service and instance.revision in self.serving(service):
+            instance.retired = False  # traffic came back to it meanwhile
+        else:
+            self.instances.release(instance)
+
+    async def warm_up(self) -> None:
+        """An instance for each revision that serves traffic with min instances > 0."""
+        for name in self.warm():
+            revision = self.data["revisions"].get(name)
+            if revision and revision.get("_imageDigest"):  # not deleted meanwhile, nor failed
+                with contextlib.suppress(StartFailed):
+                    await self.instances.ensure(revision)
+
     async def resume(self) -> None:
         """After a restart: fronts for every service, instances for min-instance revisions."""
         for service in self.data["services"].values():
             if self.front:
                 await self.front.ensure(service)
-        for name in self.warm():
-            with contextlib.suppress(StartFailed):
-                await self.instances.ensure(self.data["revisions"][name])
+        await self.warm_up()
 
     async def close(self) -> None:
-        for task in list(self.tasks):
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
+        # A rollout or warm-up stopped while its instance starts terminates it: wait for that.
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.instances.close()
         if self.front:
             await self.front.close()

@@ -4,7 +4,8 @@ A private service (the default) answers 403 without a token and 401 with a bad o
 must be signed by localcloud, carry the service URL (or a custom audience) as `aud`, and name
 a principal with roles/run.invoker on the service (or allUsers). A request that outlives the
 revision's timeout gets 504 while the instance keeps running. Every request is logged to
-`run.googleapis.com/requests` with `httpRequest`.
+`run.googleapis.com/requests` with `httpRequest`. A request in flight on a revision that loses
+its traffic gets its answer; the instance stops after its last one (`Instances.scale_in`).
 """
 
 from __future__ import annotations
@@ -249,6 +250,10 @@ class Front:
             else:  # UpstreamError or OSError: the instance is gone or answered nonsense
                 self._log(service, revision, request, 503, 0, started, trace, instance)
                 listener.reply(request, *_text(503, "Service Unavailable\n"))
+            # Its revision lost its traffic while this request ran: the last one out stops it.
+            # (getattr: the scripted instance of tests/front_edges.py has only what routing needs.)
+            if getattr(instance, "retired", False) and not instance.active:
+                self.run.retire(instance)
 
         instance.active += 1
         head = "".join(lines)

@@ -4,10 +4,29 @@ An instance is the image's ENTRYPOINT+CMD (or the container's command/args) star
 image's folder and Python environment, with PORT, K_SERVICE, K_REVISION, K_CONFIGURATION, the
 env vars and the resolved secrets. It is ready when it accepts TCP on PORT (Cloud Run's
 default startup probe). stdout/stderr lines become `run.googleapis.com/stdout|stderr`
-entries (`container.log_line`). localcloud runs at most one instance per revision; min
-instances 0 means the instance stops after LOCALCLOUD_IDLE_SECONDS without requests and the
-next request is a real cold start. The command line, environment and log lines are
-`container`'s, shared with Cloud Run jobs' tasks (`tasks`).
+entries (`container.log_line`). localcloud runs at most one instance per revision. The command
+line, environment and log lines are `container`'s, shared with Cloud Run jobs' tasks (`tasks`).
+
+Scaling in, as Cloud Run documents it (`scale_in`):
+- "When a revision does not receive any traffic, by default it is scaled in to zero instances"
+  (cloud.google.com/run/docs/about-instance-autoscaling), and "Minimum instances are started
+  only if the revision is addressable", i.e. it receives a percentage of the traffic or has a
+  tag (…/configuring/min-instances; localcloud serves no tag URLs, so only traffic counts). So an
+  instance of a revision without traffic stops as soon as no request is in flight on it, min
+  instances or not.
+- "When you change traffic for revisions, all requests being processed will continue to
+  completion. In flight requests won't be dropped" (…/rollouts-rollbacks-traffic-migration): a
+  busy one is marked `retired` and stops when its last request ends, which the front's request
+  timeout bounds (a timed-out request is answered 504 and no longer counts).
+- "Cloud Run removes instances that are not processing requests (idle)" (…/min-instances), with
+  no documented delay: a revision that serves traffic keeps its idle instance
+  LOCALCLOUD_IDLE_SECONDS (the next request is then a real cold start), forever if its min
+  instances are above 0.
+- Stopping is SIGTERM ("Cloud Run sends a SIGTERM signal to your container instance before the
+  container instance terminates, due to an event like scale down or deleted revision",
+  …/samples/cloudrun-sigterm-handler), then SIGKILL after 10 s (the container contract's
+  lifecycle section, known here only as quoted by go.googlesource.com/pkgsite-metrics 188c8e1).
+gcp-facts.md has no entry on any of this (§ Cloud Monitoring lists the question as open).
 """
 
 from __future__ import annotations
@@ -55,6 +74,8 @@ class Instance:
     last_used: float = field(default_factory=time.monotonic)
     readers: list[asyncio.Task[None]] = field(default_factory=list)
     active: int = 0
+    # Its revision lost its traffic while requests were in flight: it stops when the last ends.
+    retired: bool = False
 
 
 def free_port() -> int:
@@ -70,7 +91,8 @@ class Instances:
         self.cloud = cloud
         self.running: dict[str, Instance] = {}
         self.starting: dict[str, asyncio.Future[Instance]] = {}
-        self.reaper: asyncio.Task[None] | None = None
+        # Instances out of service whose process is being stopped (SIGTERM, then SIGKILL).
+        self.stopping: dict[asyncio.Task[None], Instance] = {}
 
     async def ensure(self, revision: dict[str, Any]) -> tuple[Instance, bool]:
         """The revision's instance, started if needed; True when this call cold-started it."""
@@ -129,7 +151,7 @@ class Instances:
         grace = ROLLOUT_GRACE_SECONDS if reason == "DEPLOYMENT_ROLLOUT" else 0.0
         try:
             await self._probe(instance, grace)
-        except StartFailed:
+        except BaseException:  # a failed start, or localcloud stopping meanwhile: no orphan
             await self._terminate(instance)
             raise
         self._system(
@@ -262,16 +284,40 @@ class Instances:
                 await process.wait()
         await asyncio.gather(*instance.readers, return_exceptions=True)
 
-    async def reap(self, keep: set[str], idle: float = IDLE_SECONDS) -> int:
-        """Stop instances idle for `idle` seconds, except revisions in `keep` (min instances)."""
+    def scale_in(self, serving: set[str], keep: set[str], idle: float = IDLE_SECONDS) -> int:
+        """Take out of service what no one uses; return how many instances that is.
+
+        An instance of a revision outside `serving` (no traffic) goes as soon as no request is
+        in flight on it (a busy one is marked `retired`, and the front releases it once its
+        last request has ended: `RunBackend.retire`); one of a serving
+        revision after `idle` seconds without requests, unless min instances keep it (`keep`).
+        """
         now, stopped = time.monotonic(), 0
         for name, instance in list(self.running.items()):
-            if name in keep or instance.active or now - instance.last_used < idle:
+            instance.retired = name not in serving
+            if instance.active:
                 continue
-            await self.stop(name)
-            stopped += 1
+            if instance.retired or (name not in keep and now - instance.last_used >= idle):
+                self.release(instance)
+                stopped += 1
         return stopped
 
+    def release(self, instance: Instance) -> None:
+        """Out of service now (the next request to its revision starts another); its process
+        is stopped in the background and listed in `stopping` until it has exited."""
+        if self.running.get(instance.revision) is not instance:
+            return  # already out of service: whoever took it out stops it
+        del self.running[instance.revision]
+        task = asyncio.get_running_loop().create_task(self._terminate(instance))
+        self.stopping[task] = instance
+        task.add_done_callback(lambda done: self.stopping.pop(done, None))
+
+    async def stopped(self) -> None:
+        """Wait until every released instance's process has exited."""
+        while self.stopping:
+            await asyncio.gather(*list(self.stopping), return_exceptions=True)
+
     async def close(self) -> None:
-        for name in list(self.running):
-            await self.stop(name)
+        for instance in list(self.running.values()):
+            self.release(instance)
+        await self.stopped()

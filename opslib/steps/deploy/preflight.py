@@ -78,7 +78,7 @@ class Preflight:
         action = "create" if path not in live else "no change"
         return Change("routes", f"route {path}", action, detail=detail)  # type: ignore[arg-type]
 
-    def refuse(self, spec: Spec, service_dir: Path, plan: Plan) -> None:
+    def refuse(self, spec: Spec, service_dir: Path, plan: Plan, rerun: str = "") -> None:
         """Stop before any mutating call when an enabled job would lose its route."""
         broken = self.missing
         if not broken:
@@ -92,9 +92,9 @@ class Preflight:
             f"deploy of {spec.service}",
             f"refused before any change: the new source would drop a route a live job "
             f"calls:\n{lines}",
-            f"add the job back to {service_dir} (opslib run parameters/ --steps 1-3 writes "
-            "every job of the service into its folder), or deploy with --prune to pause "
-            "those jobs (--prune=delete deletes them)",
+            f"add the jobs back to {service_dir}"
+            + (f": {rerun} (steps 1-3 of every job of the service, one deploy)" if rerun else "")
+            + ", or deploy with --prune to pause those jobs (--prune=delete deletes them)",
         )
         error.plan = plan  # type: ignore[attr-defined]  # the CLI prints the plan first
         raise error

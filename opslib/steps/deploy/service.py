@@ -286,14 +286,16 @@ def checked_plan(
     prune: preflight.Prune = "",
     dry_run: bool = False,
     source: Source | None = None,
+    rerun: str = "",
 ) -> DeployPlan:
-    """The plan, refused (BadInput) when it would drop a live job's route and may not prune."""
+    """The plan, refused (BadInput) when it would drop a live job's route and may not prune;
+    `rerun` is the command that writes every job of the service back (the refusal's fix)."""
     if prune not in preflight.PRUNE_MODES:
         raise BadInput("--prune", f"{prune!r} is not pause or delete", "use --prune[=delete]")
     dp = plan(spec, Path(service_dir), clients, invokers, prune, source)
     if not prune and not dry_run:
         assert dp.checked is not None
-        dp.checked.refuse(spec, Path(service_dir), dp.plan)
+        dp.checked.refuse(spec, Path(service_dir), dp.plan, rerun)
     return dp
 
 

@@ -2,7 +2,8 @@
 
 A spec naming another Cloud Run service (with its own `service_dir`) gets a folder of its own,
 made on first use from the user's `service/` (so their logging, helpers, Dockerfile and
-requirements carry over) with every job route, index() entry and job module removed.
+requirements carry over) with nothing of another service's jobs: every job route, index()
+entry, job module (a Cloud Run job's entry module too) and job test removed.
 `ensure_service_dir` makes the folder a session's steps write: that new folder, or in a
 workspace a copy of the project's, made once.
 """
@@ -52,11 +53,23 @@ def new_service_folder(skeleton: Path, target: Path) -> Path:
     try:
         for job in job_routes(staging):
             endpoint_remove.remove_job(job, staging)
+        _drop_job_modules(staging)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _drop_job_modules(folder: Path) -> None:
+    """What is left of other services' jobs without a route (Cloud Run jobs' entry modules,
+    and any module or test step 1 wrote): scripts/batch/ keeps only its __init__.py, tests/
+    only what is not a job's test."""
+    batch = folder / "scripts" / "batch"
+    modules = [p for p in batch.glob("*.py") if p.name != "__init__.py"] if batch.is_dir() else []
+    for module in modules:
+        module.unlink()
+        (folder / "tests" / f"test_{module.stem}.py").unlink(missing_ok=True)
 
 
 def ensure_service_dir(session: Session, fresh: bool = False) -> Path:

@@ -22,11 +22,19 @@ from opslib.core.errors import OpslibError
 from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps import logs
-from opslib.steps.verify.service import HINTS, Verdict, run_now, wait_for_attempt
+from opslib.steps.verify.attempt import Verdict, run_now, wait_for_attempt
 
 EXECUTION_LABEL = "run.googleapis.com/execution_name"
 TASK_LABEL = "run.googleapis.com/task_index"
 _ERRORS = ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")
+# What a failed `:run` call means: Scheduler's attempt is only the Run Admin API's answer.
+HINTS = {
+    "UNAUTHENTICATED": "auth error: the Run Admin API refused the token (401); jobs:run takes an "
+    "OAuth access token (scope cloud-platform), not an OIDC ID token — re-run step 4",
+    "PERMISSION_DENIED": "auth error: the scheduler's account lacks run.jobs.run on the Cloud Run "
+    "job (403; roles/run.invoker on the job holds it) — re-run step 3, which grants it",
+    "NOT_FOUND": "there is no Cloud Run job to run (404) — run step 3, which deploys it",
+}
 
 
 def verify(spec: Spec, clients: Clients, progress: bool = True) -> Verdict:
