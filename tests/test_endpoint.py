@@ -314,3 +314,19 @@ def test_job_test_ignores_the_surrounding_projects_pytest_config(tmp_path, write
     spec = load_spec(write_params())
     scaffold(spec, service_dir)
     assert "1 passed" in unit_test(spec, service_dir)
+
+
+def test_job_test_result_has_no_colour_codes_even_when_colour_is_forced(
+    tmp_path, write_params, monkeypatch
+):
+    """A kernel or CI may force colours; the notebook and `make demo` would show them as text."""
+    from conftest import copy_service
+    from opslib.steps.endpoint.check import unit_test
+
+    monkeypatch.setenv("PY_COLORS", "1")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    service_dir = copy_service(tmp_path / "project" / "service")
+    spec = load_spec(write_params())
+    scaffold(spec, service_dir)
+    result = unit_test(spec, service_dir)
+    assert "1 passed" in result and "\x1b[" not in result, repr(result)

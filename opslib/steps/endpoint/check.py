@@ -16,6 +16,7 @@ from urllib.request import Request, urlopen
 import pandas as pd
 
 from opslib.core.errors import OpslibError
+from opslib.core.humane import plain
 from opslib.spec import rules as g
 from opslib.spec.model import Spec
 from opslib.steps.endpoint import lint as endpoint_lint
@@ -40,9 +41,11 @@ def unit_test(spec: Spec, service_dir: Path) -> str:
 
     Without the plugins installed beside opslib (hypothesis's alone costs about 1.5 s to load):
     the container the job ships in has none of them, and the generated test needs none.
+    Without colours: a kernel or CI may ask for them (FORCE_COLOR), and a notebook, `make demo`
+    and a log show the escape codes as text.
     """
     test = f"tests/test_{spec.job.module}.py"
-    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    pytest = [sys.executable, "-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
     proc = subprocess.run(
         [*pytest, *_own_config(service_dir), test],
         cwd=service_dir,
@@ -50,11 +53,12 @@ def unit_test(spec: Spec, service_dir: Path) -> str:
         text=True,
         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+    out = plain(proc.stdout)
+    last = out.strip().splitlines()[-1] if out.strip() else plain(proc.stderr)
     if proc.returncode != 0:
         raise OpslibError(
             str(Path(service_dir) / test),
-            f"failed:\n{proc.stdout[-3000:]}",
+            f"failed:\n{out[-3000:]}",
             "fix the job or its test",
         )
     return last
