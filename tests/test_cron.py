@@ -154,3 +154,18 @@ def test_descriptions_say_how_often_in_both_languages(expr, english, korean):
 
     assert describe_en(expr) == english
     assert describe_ko(expr) == korean
+
+
+@pytest.mark.parametrize(
+    ("expr", "first"),
+    [
+        ("61 9 * * *", "Bad minute"),
+        ("0 9 * * 1#2", "the day-of-week field '1#2' is not valid"),
+        ("0 0 9 * * 1-5", "got 6 field(s)"),
+    ],
+)
+def test_an_invalid_cron_says_what_is_wrong_before_the_general_rule(expr, first):
+    with pytest.raises(RuleBroken) as info:
+        cron.validate(expr)
+    assert info.value.rule.startswith(first), info.value.rule
+    assert cron.FORMAT_RULE in info.value.rule

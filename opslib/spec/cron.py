@@ -44,13 +44,13 @@ def validate(expr: str) -> None:
     if len(fields) != 5:
         hint = " (drop the seconds field)" if len(fields) == 6 else ""
         raise RuleBroken(
-            f"{FORMAT_RULE}; got {len(fields)} field(s){hint}", f"write 5 fields, e.g. {EXAMPLE}"
+            f"got {len(fields)} field(s){hint}; {FORMAT_RULE}", f"write 5 fields, e.g. {EXAMPLE}"
         )
     for text, (name, allowed) in zip(fields, FIELDS, strict=True):
         for part in text.split(","):
             if not _FIELD_SYNTAX.fullmatch(part):
                 raise RuleBroken(
-                    f"{FORMAT_RULE}; the {name} field {text!r} is not valid",
+                    f"the {name} field {text!r} is not valid; {FORMAT_RULE}",
                     f"use {allowed} in the {name} field, e.g. {EXAMPLE}",
                 )
     try:
@@ -58,7 +58,7 @@ def validate(expr: str) -> None:
     except CronSimError as exc:
         name, allowed = _field_of(str(exc))
         raise RuleBroken(
-            f"{FORMAT_RULE}; the {name} field is out of range or never matches ({exc})",
+            f"{exc}: the {name} field is out of range or never matches; {FORMAT_RULE}",
             f"the {name} field takes {allowed}, e.g. {EXAMPLE}",
         ) from None
 
