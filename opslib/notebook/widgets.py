@@ -50,7 +50,11 @@ class CronPicker(w.VBox):
         expr, zone = params_file.current_schedule(path)
         options = [(CUSTOM_LABEL, CUSTOM), *((p.label, p.cron) for p in cron_view.PRESETS)]
         self.preset = w.Dropdown(
-            options=options, value=_preset_of(expr), description="자주 쓰는 cron", style=_WIDE
+            options=options,
+            value=_preset_of(expr),
+            description="자주 쓰는 cron",
+            style=_WIDE,
+            layout=w.Layout(width="max-content"),  # every label whole, Korean and English
         )
         self.custom = w.Text(
             value=expr,
@@ -183,12 +187,12 @@ class SummaryView(w.HTML):
             picker.saved.append(self.refresh)
 
     def refresh(self) -> None:
-        from opslib.core.display import styled
+        from opslib.core.display import boxed, styled
         from opslib.spec.loader import load_spec
         from opslib.spec.summary import summarize
 
         self.frame = summarize(load_spec(self.path))
-        self.value = styled(self.frame).to_html()
+        self.value = boxed(styled(self.frame).to_html())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -213,7 +217,10 @@ def _description_html(rep: CronReport) -> str:
 def _runs_html(rep: CronReport) -> str:
     if not rep.next_runs:
         return ""
-    items = "".join(f"<li>{escape(cron_view.format_run(t))}</li>" for t in rep.next_runs)
+    items = "".join(  # a run on one line: "+09:00" stays beside its time
+        f'<li style="white-space: nowrap">{escape(cron_view.format_run(t))}</li>'
+        for t in rep.next_runs
+    )
     return f"<div>next runs ({escape(rep.time_zone)}):</div><ol>{items}</ol>"
 
 
