@@ -25,7 +25,7 @@ from opslib.cloud.clients import Clients
 from opslib.cloud.errors import call, google_errors
 from opslib.core.errors import BadInput, OpslibError
 from opslib.core.plan import Change, Diff, Plan
-from opslib.core.progress import wait
+from opslib.core.progress import phases, wait
 from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.spec.pricing import min_instance_cost
@@ -302,21 +302,36 @@ def checked_plan(
 def apply(
     spec: Spec, clients: Clients, dp: DeployPlan, progress: bool, prune: preflight.Prune
 ) -> pd.DataFrame:
-    """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant."""
-    if dp.plan.changes[0].action != "no change":
-        build(spec, clients, dp.source, dp.image, progress)
-    if dp.new_bucket:
-        where = f"lease bucket gs://{dp.new_bucket}"
-        # Made meanwhile (Conflict): it exists, which is what was asked.
-        with google_errors(where, "storage"), contextlib.suppress(exceptions.Conflict):
-            clients.storage.create_bucket(dp.new_bucket, location=spec.region)
-    if dp.checked is not None:
-        preflight.prune(spec, clients, dp.checked, prune)
-    if any(c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes):
-        _roll_out(spec, clients, dp, progress)
-    if dp.grant:
-        _grant(spec, clients, dp.grant)
-    return live.status(spec, clients)
+    """Carry out a checked plan: build, prune callers of dropped routes, roll out, grant;
+    one progress bar through the phases that apply."""
+    building = dp.plan.changes[0].action != "no change"
+    rolling = any(
+        c.resource.startswith("service ") and c.action != "no change" for c in dp.plan.changes
+    )
+    steps = [
+        ("build", building, lambda: build(spec, clients, dp.source, dp.image, progress)),
+        ("lease bucket", bool(dp.new_bucket), lambda: _bucket(spec, clients, dp.new_bucket)),
+        ("preflight", dp.checked is not None, lambda: _prune(spec, clients, dp, prune)),
+        ("roll out", rolling, lambda: _roll_out(spec, clients, dp, progress)),
+        ("invoker", bool(dp.grant), lambda: _grant(spec, clients, dp.grant)),
+    ]
+    todo = [(name, action) for name, wanted, action in steps if wanted]
+    with phases(f"deploy {spec.service}", [n for n, _ in todo] + ["status"], progress) as bar:
+        for name, action in todo:
+            bar.run(name, action)
+        return bar.run("status", live.status, spec, clients)
+
+
+def _bucket(spec: Spec, clients: Clients, bucket: str | None) -> None:
+    where = f"lease bucket gs://{bucket}"
+    # Made meanwhile (Conflict): it exists, which is what was asked.
+    with google_errors(where, "storage"), contextlib.suppress(exceptions.Conflict):
+        clients.storage.create_bucket(bucket, location=spec.region)
+
+
+def _prune(spec: Spec, clients: Clients, dp: DeployPlan, prune: preflight.Prune) -> None:
+    assert dp.checked is not None
+    preflight.prune(spec, clients, dp.checked, prune)
 
 
 def _roll_out(spec: Spec, clients: Clients, dp: DeployPlan, progress: bool) -> None:
