@@ -24,6 +24,7 @@ from lc import call
 from conftest import EXAMPLE, ROOT, copy_service, tool
 from opslib.core.errors import OpslibError
 from opslib.fleet import status
+from opslib.fleet.status import view as _view  # noqa: F401  (status.view)
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
 from opslib.spec import cron, names
@@ -295,7 +296,9 @@ def test_the_notebook_shows_the_styled_table(project, tmp_path):
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     job_c = yaml.safe_load((project / "parameters" / "c.yaml").read_text())["job"]["name"]
     table = html.split("opslib-verdict")[0]  # the banner below the table is coloured
-    assert "<table" in table and job_c in table and "background-color" not in table  # all ok
+    assert "<table" in table and job_c in table
+    assert not any(c in table for c in status.COLOURS.values()), "all ok: no row stands out"
+    assert "<details" in table, "every column one click away"
     assert "HEALTHY  status: 3 automations" in html
     texts = "".join(o.get("data", {}).get("text/plain", "") for o in outputs)
     assert "HEALTHY  status: 3 automations: 3 healthy, 0 failed, 0 drifted" in texts
@@ -466,3 +469,22 @@ def test_log_filter_of_route_jobs_and_cloud_run_jobs_together(tmp_path):
         'resource.labels.job_name=("backfill"))) AND jsonPayload.duration_ms:* AND '
         'timestamp>="2026-03-01T00:00:00Z"'
     )
+
+
+def test_the_page_opens_on_a_compact_view_worst_first_with_every_column_one_click_away():
+    frame = frame_of("ok", "paused", "drifted", "failed", "ok", "missing")
+    frame.loc[2, "drift"] = "schedule: '0 9 * * *' -> '0 10 * * *'; memory: '1Gi' -> '2Gi'"
+    frame.loc[0, "run_status"], frame.loc[0, "last_status"] = "success", "OK"
+    frame.loc[1, "last_status"] = "OK"
+    short = status.compact(frame)
+    assert tuple(short.columns) == status.view.COMPACT
+    assert list(short["health"]) == ["failed", "missing", "drifted", "paused", "ok", "ok"]
+    assert short.loc[short["job"] == "j2", "drift"].item() == "schedule, memory"
+    assert short.loc[short["job"] == "j0", "status"].item() == "success", "the run's, first"
+    assert short.loc[short["job"] == "j1", "status"].item() == "OK", "else the attempt's"
+    html = status.page(frame)._repr_html_()
+    compact_html, full_html = html.split("<details", 1)
+    assert "every column" in full_html and "0 9 * * *" in full_html and "-&gt; " in full_html
+    assert "text-align: left" in compact_html and "overflow-x: auto" in compact_html
+    assert "duration_s" not in html and "500 ms" in full_html, "durations in human units"
+    assert compact_html.index(">j3<") < compact_html.index(">j0<"), "failed before ok"

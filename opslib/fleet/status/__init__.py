@@ -59,7 +59,18 @@ import pandas as pd
 from opslib.fleet.status.read import Live, log_filter, read_live, read_runs
 from opslib.fleet.status.rows import automation_row, describe, health, service_row
 from opslib.fleet.status.runs import EXECUTION_LABEL, TASK_LABEL
-from opslib.fleet.status.view import COLOURS, HEALTHY, healthy, styled, summary, to_text, verdict
+from opslib.fleet.status.view import (
+    COLOURS,
+    HEALTHY,
+    compact,
+    healthy,
+    page,
+    styled,
+    summary,
+    to_text,
+    verdict,
+    worst_first,
+)
 from opslib.steps import logs
 
 if TYPE_CHECKING:
@@ -73,10 +84,12 @@ __all__ = [
     "HEALTHY",
     "TASK_LABEL",
     "Live",
+    "compact",
     "describe",
     "health",
     "healthy",
     "log_filter",
+    "page",
     "read_live",
     "read_runs",
     "status",
@@ -86,6 +99,7 @@ __all__ = [
     "to_text",
     "verdict",
     "window_start",
+    "worst_first",
 ]
 
 COLUMNS = (
