@@ -243,7 +243,11 @@ class FleetVerdict:
 
 
 def _frames(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    parts = [f.assign(job=j) if "job" not in f.columns else f for j, f in frames.items() if len(f)]
+    parts = [  # every row names its job, the request log's row too
+        f.assign(job=f["job"].where(f["job"].notna(), j) if "job" in f.columns else j)
+        for j, f in frames.items()
+        if len(f)
+    ]
     if not parts:
         return pd.DataFrame()
     frame = pd.concat(parts, ignore_index=True)
