@@ -45,7 +45,7 @@ def _code_lines() -> set[str]:
 
 CODE = _code_lines()
 COMMANDS = set(
-    next(a for a in build_parser()._actions if a.dest == "command").choices  # noqa: SLF001
+    next(a for a in build_parser()._actions if a.dest == "command").choices
 )
 
 

@@ -24,9 +24,9 @@ from lc import call
 from conftest import EXAMPLE, ROOT, copy_service, tool
 from opslib.core.errors import OpslibError
 from opslib.fleet import status
-from opslib.fleet.status import view as _view  # noqa: F401  (status.view)
 from opslib.fleet import steps as fleet_steps
 from opslib.fleet.load import Fleet, open_fleet
+from opslib.fleet.status import view as _view  # noqa: F401  (loads status.view)
 from opslib.spec import cron, names
 from opslib.spec import cron_report as cron_view
 from opslib.steps import schedule as step4

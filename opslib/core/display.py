@@ -136,7 +136,8 @@ def _shown(frame: pd.DataFrame, time_zone: str | None) -> pd.DataFrame:
             out[duration_header(column)] = [_duration(v, unit) for v in values]
         else:
             out[column] = [_text(v, time_zone) for v in values]
-    return out
+    empty = [c for c in out.columns if out[c].eq("").all()]
+    return out.drop(columns=empty) if len(empty) < len(out.columns) else out  # nothing to read
 
 
 def _when(value: Any, time_zone: str | None) -> str:
