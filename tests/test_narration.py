@@ -44,9 +44,7 @@ def _code_lines() -> set[str]:
 
 
 CODE = _code_lines()
-COMMANDS = set(
-    next(a for a in build_parser()._actions if a.dest == "command").choices
-)
+COMMANDS = set(next(a for a in build_parser()._actions if a.dest == "command").choices)
 
 
 def _signature(span: str) -> str | None:
