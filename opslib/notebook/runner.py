@@ -26,6 +26,7 @@ import pandas as pd
 
 from opslib.cloud.session import ensure_localcloud
 from opslib.core.errors import BadInput, OpslibError
+from opslib.core.humane import plain
 from opslib.fleet.load import Fleet, open_fleet
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def run(
     # The kernel starts (and imports opslib's step modules) while localcloud answers.
     kernel = WarmKernel(fleet.sessions[0].root)
     try:
-        return _run(fleet, chosen, kernel, runs, fresh, echo, results)
+        # What a notebook raised may carry IPython's colours: a terminal or CI log shows text.
+        return _run(fleet, chosen, kernel, runs, fresh, lambda t: echo(plain(t)), results)
     finally:
         kernel.close()
 
