@@ -61,3 +61,24 @@ def test_banner_is_a_plain_line_and_a_coloured_box():
     failed = banner("failed", "verify kr-prices", detail="attempt NOT_FOUND")
     assert repr(failed).startswith("FAILED  verify kr-prices") and "NOT_FOUND" in repr(failed)
     assert "#fce8e6" in failed._repr_html_()
+
+
+def test_a_step_ends_with_what_changed_and_the_next_step_on_the_jobs_clock():
+    from datetime import UTC, datetime
+
+    from opslib.core.plan import Change, Plan
+    from opslib.notebook.verdict import step_done, then
+
+    plan = Plan([Change("deploy", "service s", "create"), Change("deploy", "route /", "create")])
+    plan.add(Change("deploy", "invoker", "no change"))
+    when = datetime(2026, 12, 8, 0, 0, tzinfo=UTC)
+    done = step_done("03", [plan.to_frame()], "Asia/Seoul")
+    assert repr(done).startswith("CHANGED  step 3 deploy: 2 created, 1 no change  ")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d KST\nnext: step 4, 04_schedule", repr(done))
+    same = step_done("04", [Plan([Change("schedule", "job", "no change")]).to_frame()], "UTC")
+    assert repr(same).startswith("NO CHANGE  step 4 schedule: 1 no change")
+    doctor = then(banner("passed", "doctor j: nothing is wrong", when=when, word="OK"), "07")
+    assert repr(doctor) == "OK  doctor j: nothing is wrong  2026-12-08 00:00 UTC\nnext: " + (
+        "apply each fix with the command it names, then 05_verify"
+    )
+    assert "mathjax_ignore" in done._repr_html_()

@@ -3,7 +3,8 @@
 `step_done(step, tables, time_zone)` reads the `action` column of the step's own plan tables
 (create / update / delete / no change: `core.plan`), so the banner cannot disagree with the
 tables above it; the time is on the job's clock, as every banner's (`core.display.banner`).
-Step 5's banner is `fleet.steps.verdict`, the doctor's `doctor.diagnose.verdict`.
+Step 5's banner is `fleet.steps.verdict`; the doctor's is `doctor.diagnose.verdict`, which
+`then` gives its next step.
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ def step_done(
     return banner(
         "passed", f"{head}: {said}", word=word, detail=f"next: {after}", time_zone=time_zone
     )
+
+
+def then(verdict: Banner, step: str) -> Banner:
+    """A banner made elsewhere (the doctor's), with the step's next step below it."""
+    return Banner(verdict.status, verdict.text, f"next: {STEPS[step][1]}")
