@@ -480,6 +480,7 @@ def test_the_page_opens_on_a_compact_view_worst_first_with_every_column_one_clic
     assert tuple(short.columns) == status.view.COMPACT
     assert list(short["health"]) == ["failed", "missing", "drifted", "paused", "ok", "ok"]
     assert short.loc[short["job"] == "j2", "drift"].item() == "schedule, memory"
+    assert short.loc[short["job"] == "j0", "drift"].item() == "none", "said, not left blank"
     assert short.loc[short["job"] == "j0", "status"].item() == "success", "the run's, first"
     assert short.loc[short["job"] == "j1", "status"].item() == "OK", "else the attempt's"
     html = status.page(frame)._repr_html_()

@@ -242,4 +242,6 @@ def _errors_html(rep: CronReport) -> str:
 
 def _change_html(rep: CronReport) -> str:
     lines = cron_view.change_lines(rep)
-    return f"<pre>{escape(chr(10).join(lines))}</pre>" if lines else ""
+    text = escape(chr(10).join(lines))  # long lines scroll: a time and "+09:00" stay whole
+    style = "white-space: pre; overflow-x: auto"
+    return f'<pre style="{style}">{text}</pre>' if lines else ""

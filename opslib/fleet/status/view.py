@@ -71,7 +71,7 @@ def compact(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _drift_fields(drift: str) -> str:
-    return ", ".join(part.split(":")[0] for part in drift.split("; ")) if drift else ""
+    return ", ".join(part.split(":")[0] for part in drift.split("; ")) if drift else "none"
 
 
 def styled(frame: pd.DataFrame) -> Styler:
