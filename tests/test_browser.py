@@ -196,6 +196,22 @@ def _reads_well(page, name: str, zone: str = "KST") -> list[str]:
     return problems
 
 
+def _ten_fit(page) -> list[str]:
+    """08's compact view: one line a row, no sideways scroll, so ten rows and the header fit
+    in well under a 1000 px window."""
+    box = page.locator(f"{PANEL} .opslib-status > .opslib-table").first
+    size = box.evaluate(
+        "(b) => ({row: b.querySelector('tbody tr').getBoundingClientRect().height,"
+        " head: b.querySelector('thead').getBoundingClientRect().height,"
+        " wide: b.scrollWidth, room: b.clientWidth})"
+    )
+    tall = size["head"] + 10 * size["row"]
+    problems = [] if tall < 600 else [f"08_status: ten rows take {tall:.0f} px"]
+    if size["wide"] > size["room"] + 1:
+        problems.append(f"08_status: the compact view scrolls ({size['wide']} > {size['room']})")
+    return problems
+
+
 def _shoot(page, name: str) -> Path:
     """The whole notebook at 1400 px wide: the window grows to its height for the picture."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -369,6 +385,7 @@ def test_every_notebook_in_jupyterlab_reads_well_and_ends_with_a_verdict(lab, tm
                 elif name == "08_status":
                     expect(verdict).to_contain_text("status: 1 automation")
                     expect(page.locator(f"{PANEL} .opslib-full")).to_have_count(1)
+                    problems += _ten_fit(page)
                 else:
                     expect(verdict).to_contain_text("next: ")
                 if name == "03_deploy":  # a real bar through the deploy's phases
