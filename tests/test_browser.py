@@ -171,6 +171,9 @@ READS_WELL = """(panel) => {
       if (getComputedStyle(td).textAlign !== 'left') {
         problems.push(`table "${name}": a cell is not left-aligned`); break;
       }
+      if (box.classList.contains('opslib-table') && getComputedStyle(td).wordBreak !== 'keep-all') {
+        problems.push(`table "${name}": Korean may break inside a word`); break;
+      }
     }
   }
   for (const out of outputs) {
@@ -183,6 +186,14 @@ READS_WELL = """(panel) => {
   const title = (b) => (b.firstChild ? b.firstChild.textContent : '');  // not the detail
   const banners = [...root.querySelectorAll('.opslib-verdict')].map(title);
   return {problems, banners};
+}"""
+
+# The widest option label of a <select>, drawn in the select's own font.
+_WIDEST_OPTION = """(select) => {
+  const context = document.createElement('canvas').getContext('2d');
+  const style = getComputedStyle(select);
+  context.font = `${style.fontSize} ${style.fontFamily}`;
+  return Math.max(...[...select.options].map((o) => context.measureText(o.text).width));
 }"""
 
 
@@ -305,6 +316,9 @@ def test_pick_a_preset_type_a_custom_and_an_invalid_expression(lab):
             expect(status).to_contain_text("nothing written")
             expect(runs).to_have_count(0)
             assert load_spec(params).schedule.cron == "15 10 * * 1"
+            widest = preset.evaluate(_WIDEST_OPTION)
+            room = preset.evaluate("(s) => s.clientWidth")
+            assert room >= widest + 16, f"the dropdown cuts its labels: {widest} px in {room}"
             assert _reads_well(page, "00_quickstart") == []
             assert _shoot(page, "00_quickstart").stat().st_size > 10_000
             assert errors == []
