@@ -134,3 +134,14 @@ def test_the_checks_catch_what_issue_19_found():
     assert _command("opslib run parameters/<name>.yaml") is None
     assert _command("opslib deploy --no-such-flag X.yaml")
     assert _dotted("opslib.spec.pricing") is None and _dotted("opslib.spec.no_such")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_narration_is_typeset_as_maths(notebook):
+    """JupyterLab's MathJax typesets text between two dollar signs in markdown ("about $15 a
+    month ... the seed's $15" turned into italics): write USD, or escape the sign (\\$)."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            prose = re.sub(r"```.*?```|`[^`\n]*`", "", cell.source, flags=re.S)
+            dollars = re.findall(r"(?<!\\)\$", prose)
+            assert len(dollars) < 2, f"{notebook.name}: {cell.source[:200]!r}"
