@@ -82,3 +82,29 @@ def test_a_step_ends_with_what_changed_and_the_next_step_on_the_jobs_clock():
         "apply each fix with the command it names, then 05_verify"
     )
     assert "mathjax_ignore" in done._repr_html_()
+
+
+def test_a_gcloud_command_is_folded_whole_behind_its_first_words():
+    command = "gcloud run deploy batch-service --image=x --region=asia-northeast3 --memory=2Gi"
+    html = table(pd.DataFrame({"resource": ["service"], "gcloud": [command]}))._repr_html_()
+    assert "<summary>gcloud run deploy …</summary>" in html
+    assert f"user-select: all; white-space: pre-wrap'>{command}</code>" in html
+    assert "overflow-x: auto" in html and "mathjax_ignore" in html
+
+
+def test_values_read_as_people_say_them():
+    from opslib.core.humane import duration, plain
+
+    assert [duration(s) for s in (0.246652577, 4.23, 38, 65, 7380)] == [
+        "247 ms",
+        "4.2 s",
+        "38 s",
+        "1 m 05 s",
+        "2 h 03 m",
+    ]
+    assert plain("\x1b[32m\x1b[1m1 passed\x1b[0m") == "1 passed"
+    shown = table(pd.DataFrame({"ready": [True, False], "duration_s": [65.0, None]}))
+    html = shown._repr_html_()
+    assert ">yes<" in html and ">no<" in html and "1 m 05 s" in html and "duration_s" not in html
+    empty = table(pd.DataFrame(columns=["job"]), none="no error lines")
+    assert repr(empty) == "none: no error lines" and "opslib-none" in empty._repr_html_()

@@ -151,11 +151,13 @@ def _duration(value: Any, unit: float) -> str:
 
 
 def _fold(text: str) -> str:
-    """A command folded behind its first words: one click shows it whole, ready to copy."""
+    """A command folded behind its first words: one click shows it whole, and one click on it
+    selects all of it to copy (`user-select: all`)."""
     if text == NA or len(text) <= SHORT:
         return text
     head = " ".join(text.split(" ")[:3])
-    return f"<details><summary>{head} …</summary><code>{text}</code></details>"
+    code = f"<code style='user-select: all; white-space: pre-wrap'>{text}</code>"
+    return f"<details><summary>{head} …</summary>{code}</details>"
 
 
 def _text(value: Any, time_zone: str | None) -> str:
