@@ -186,7 +186,10 @@ def cmd_localcloud(args: argparse.Namespace) -> int:
             if not stopped:
                 print("no localcloud was running")
             return 0
-        print("localcloud stopped" if control.stop(state) else "localcloud was not running")
+        stopped, leftovers = control.stop_with_leftovers(state)
+        print("localcloud stopped" if stopped else "localcloud was not running")
+        for what in leftovers:
+            print(f"stopped {what}, left running by a localcloud that was killed")
         return 0
     running = control.read(state)
     if running is None:
