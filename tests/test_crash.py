@@ -4,6 +4,7 @@ and no process of the dead server left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,7 +13,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.request import urlopen
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import lc
 import pytest
@@ -64,10 +66,19 @@ def deploying(state: Path) -> bool:
     return any(r.get("reconciling") for r in revisions) and bool(running_under(state))
 
 
-PHASES: dict[str, Callable[[Path], bool]] = {"build": building, "deploy": deploying}
+def scheduling(state: Path) -> bool:
+    """Step 4 made the Scheduler job; step 5 is about to trigger it."""
+    return bool(_state(state, "scheduler"))
+
+
+PHASES: dict[str, Callable[[Path], bool]] = {
+    "build": building,
+    "deploy": deploying,
+    "schedule": scheduling,
+}
 # Where the kill happens, and who stops what the dead server left: its next start, or
 # `opslib localcloud stop` before it.
-CASES = [("build", "start"), ("deploy", "start"), ("deploy", "stop")]
+CASES = [("build", "start"), ("deploy", "start"), ("deploy", "stop"), ("schedule", "start")]
 
 
 def wait_until(check: Callable[[], bool], seconds: float) -> bool:
@@ -137,3 +148,94 @@ def test_localcloud_killed_in_the_middle_of_a_step_heals_on_the_next_run(tmp_pat
     finally:
         control.stop(state)
     assert not (state / RECORD).exists() or _state(state, "children") == {}
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.mark.parametrize("after", ["scripts/batch", "tests"])
+def test_ctrl_c_leaves_every_file_whole_and_the_next_run_finishes(tmp_path, after):
+    """SIGINT to `opslib run` as soon as step 1 or 2 has written its first file."""
+    root = make_project(tmp_path / "project")
+    name = lc.unique("ctrl-c")
+    add_params(root, "a", service=name, job={"name": name}, deploy={"min_instances": 0})
+    module = name.replace("-", "_")
+    written = (
+        root / "service" / after / (f"{module}.py" if after != "tests" else f"test_{module}.py")
+    )
+    state = root / ".localcloud"
+    control.start(state, port=0)
+    command = [tool("opslib"), "run", "parameters/a.yaml"]
+    try:
+        before = files(root / "service")
+        first = subprocess.Popen(
+            command, cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            assert wait_until(written.exists, 180), "step 1 never wrote the job"
+            first.send_signal(signal.SIGINT)
+            output = first.communicate(timeout=120)[0].decode()
+        finally:
+            first.kill()
+            first.wait()
+        assert first.returncode == 130, output
+        assert "Traceback" not in output and "run the same command again" in output, output
+        cut = files(root / "service")
+        again = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True)
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+        done = files(root / "service")
+        half = [p for p, text in cut.items() if text not in (before.get(p), done.get(p))]
+        assert not half, f"half-written: {half}"
+    finally:
+        control.stop(state)
+
+
+def _call(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_a_full_disk_gives_a_clear_error_and_the_next_start_finds_whole_state(tmp_path):
+    """The state directory on a 2 MiB tmpfs, filled up while localcloud runs."""
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(state)]
+    if subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("this machine cannot mount a tmpfs (needs root)")
+    secrets = "/v1/projects/demo-project/secrets"
+    automatic = {"replication": {"automatic": {}}}
+    try:
+        server = control.start(state, port=0)
+        try:
+            assert _call(f"{server.url}{secrets}?secretId=kept", "POST", automatic)[0] == 200
+            with (state / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            status, answer = _call(f"{server.url}{secrets}?secretId=lost", "POST", automatic)
+            assert status == 503 and answer["error"]["status"] == "UNAVAILABLE", answer
+            message = answer["error"]["message"]
+            assert str(state) in message and "No space left on device" in message, message
+            assert not list(state.glob(".*.tmp")), "a torn temporary file was left"
+        finally:
+            control.stop(state)
+        (state / "filler").unlink()
+        server = control.start(state, port=0)
+        try:
+            status, listed = _call(f"{server.url}{secrets}")
+            assert status == 200
+            assert [s["name"].rsplit("/", 1)[-1] for s in listed["secrets"]] == ["kept"]
+        finally:
+            control.stop(state)
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
