@@ -26,8 +26,8 @@ def check_service(facts: Facts) -> list[Finding]:
                 f"read the message, fix the service, then {STEP_DEPLOY}",
             )
         ]
-    if state != "CONDITION_SUCCEEDED" and facts.failed_revision is not None:
-        return [_not_serving_newest(facts)]
+    if facts.failed_revision is not None and not service.latest_ready_revision:
+        return [_nothing_serves(facts)]
     serving = ", ".join(
         f"{t.revision or service.latest_ready_revision.rsplit('/', 1)[-1]} {t.percent}%"
         for t in service.traffic_statuses
@@ -35,24 +35,13 @@ def check_service(facts: Facts) -> list[Finding]:
     return [ok("service", f"{spec.service} is ready at {service.uri}", f"traffic: {serving}")]
 
 
-def _not_serving_newest(facts: Facts) -> Finding:
-    """The newest revision failed: the service serves its last ready one, or nothing at all."""
-    service, name = facts.service, facts.spec.service
-    ready = service.latest_ready_revision.rsplit("/", 1)[-1]
-    evidence = f"terminal condition {service.terminal_condition.state.name}"
-    if not ready:
-        return Finding(
-            "service",
-            "error",
-            f"service {name} has no ready revision: nothing serves its routes",
-            evidence,
-            see("revision"),
-        )
+def _nothing_serves(facts: Facts) -> Finding:
+    """The newest revision failed and none before it was ever ready: no route answers."""
     return Finding(
         "service",
-        "warning",
-        f"service {name} serves its last ready revision {ready}, not the newest",
-        evidence,
+        "error",
+        f"service {facts.spec.service} has no ready revision: nothing serves its routes",
+        f"terminal condition {facts.service.terminal_condition.state.name}",
         see("revision"),
     )
 
