@@ -239,3 +239,52 @@ def test_a_full_disk_gives_a_clear_error_and_the_next_start_finds_whole_state(tm
             control.stop(state)
     finally:
         subprocess.run(["umount", str(state)], check=True)
+
+
+def test_an_instance_killed_during_an_attempt_is_retried_and_verify_says_so(tmp_path):
+    """The job's run takes 3 s; its instance is killed with SIGKILL while the run is in flight.
+    Scheduler's retry policy (one retry after 1 s) runs it again on a new instance."""
+    root = make_project(tmp_path / "project")
+    name = lc.unique("killed")
+    retry = {"retry": {"count": 1, "min_backoff": "1s"}}
+    # The overlap guard would skip the retry: the killed run's lease holds until it expires.
+    job = {"name": name, "overlap": "allow"}
+    add_params(root, "a", service=name, job=job, deploy={"min_instances": 0}, schedule=retry)
+    state = root / ".localcloud"
+    control.start(state, port=0)
+    run = [tool("opslib"), "run", "parameters/a.yaml"]
+    try:
+        done = subprocess.run([*run, "--steps", "1"], cwd=root, env=_env(), capture_output=True)
+        assert done.returncode == 0, done.stdout.decode()[-3000:]
+        module = root / "service" / "scripts" / "batch" / f"{name.replace('-', '_')}.py"
+        source = module.read_text()
+        signature = re.search(r"^def \w+\(dry_run=False\):\n", source, re.M)
+        assert signature, source
+        slow = "    __import__('time').sleep(3)  # a run long enough to be cut\n"
+        module.write_text(source[: signature.end()] + slow + source[signature.end() :])
+        done = subprocess.run([*run, "--steps", "2-4"], cwd=root, env=_env(), capture_output=True)
+        assert done.returncode == 0, done.stdout.decode()[-3000:]
+
+        verify = subprocess.Popen(
+            [tool("opslib"), "verify", "parameters/a.yaml"],
+            cwd=root,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            logs = state / "logs.jsonl"
+            started = lambda: logs.exists() and '"run_id"' in logs.read_text()  # noqa: E731
+            assert wait_until(started, 60), "the run never started"
+            instances = [p for p, e in _state(state, "children").items() if "instance" in e["what"]]
+            assert len(instances) == 1, _state(state, "children")
+            os.killpg(int(instances[0]), signal.SIGKILL)
+            output = verify.communicate(timeout=180)[0].decode()
+        finally:
+            verify.kill()
+            verify.wait()
+        assert verify.returncode == 0, output
+        assert "UNAVAILABLE: 503: the instance serving the run stopped" in output, output
+        assert "retry 1: OK" in output, output
+    finally:
+        control.stop(state)
