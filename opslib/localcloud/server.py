@@ -27,6 +27,8 @@ from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.cloudbuild import api as cloudbuild
 from opslib.localcloud.logging import api as logging_api
 from opslib.localcloud.logging.store import LogStore
+from opslib.localcloud.monitoring import api as monitoring_api
+from opslib.localcloud.monitoring import grpc_front
 from opslib.localcloud.router import Router
 from opslib.localcloud.run import front as run_front
 from opslib.localcloud.run import jobs_api
@@ -50,12 +52,19 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     app.router.add_route("*", "/{tail:.*}", router.dispatch)
 
     async def startup(app: web.Application) -> None:
+        monitoring = cloud.services["monitoring"]
+        monitoring.loop = asyncio.get_running_loop()
+        app["grpc"] = grpc_front.Front(monitoring, monitoring.loop)
+        app["grpc"].start()
+        cloud.grpc_port = app["grpc"].port
         await runner.start()
         await run.resume()
-        app["reaper"] = asyncio.create_task(_housekeeping(logs, run))
+        app["reaper"] = asyncio.create_task(_housekeeping(logs, run, monitoring))
 
     async def cleanup(app: web.Application) -> None:
         app["reaper"].cancel()
+        app["grpc"].stop()
+        await cloud.services["monitoring"].sender.close()
         await runner.stop()
         for service in cloud.services.values():
             close = getattr(service, "close", None)
@@ -83,16 +92,19 @@ def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.
     run.front = run_front.Front(cloud, run)
     cloud.services["run"] = run
     cloud.services["runjobs"] = jobs_api.register(router, cloud, run)
+    monitoring = cloud.services["monitoring"] = monitoring_api.register(router, cloud)
+    logs.watchers.append(monitoring.observe)
     return logs, runner, run
 
 
-async def _housekeeping(logs: LogStore, run: RunBackend) -> None:
-    """Flush logs to the state file each second; every 5 s stop the instances no one uses
-    (those of revisions without traffic, idle ones of min-0 revisions)."""
+async def _housekeeping(logs: LogStore, run: RunBackend, monitoring: Any) -> None:
+    """Flush logs and close expired incidents each second; every 5 s stop the instances no
+    one uses (those of revisions without traffic, idle ones of min-0 revisions)."""
     tick = 0
     while True:
         await asyncio.sleep(1)
         logs.flush()
+        monitoring.close_expired()
         tick += 1
         if tick % 5 == 0:
             run.scale_in()
@@ -112,6 +124,7 @@ def _status_routes(app: web.Application, cloud: Cloud, router: Router, logs: Log
     async def health(_: web.Request) -> web.Response:
         # The state directory lets a second `start` on this port name the command that stops us.
         answer = {"status": "ok", "pid": os.getpid(), "url": cloud.base_url}
+        answer["grpc"] = f"{cloud.host}:{cloud.grpc_port}"  # Monitoring's official client
         return web.json_response({**answer, "state": str(cloud.state_dir)})
 
     async def routes(_: web.Request) -> web.Response:
@@ -153,6 +166,7 @@ def _clock_routes(app: web.Application, cloud: Cloud) -> None:
         if seconds < 0:
             return web.json_response({"error": "the clock only moves forward"}, status=400)
         fired = await cloud.services["scheduler_runner"].advance(seconds)
+        cloud.services["monitoring"].close_expired()  # incidents whose autoClose has passed
         return web.json_response({"now": rfc3339(cloud.clock.now()), "fired": fired})
 
     app.router.add_get(f"{CONTROL}/clock", clock)
