@@ -23,7 +23,7 @@ import aiohttp
 
 from opslib.localcloud.clock import parse_rfc3339
 
-VARIABLE = re.compile(r"\$\{([a-z_.]+)(?:\.([A-Za-z0-9_-]+))?\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 TIMEOUT = 10.0
 
 
@@ -42,10 +42,10 @@ def documentation(policy: dict, alert: dict) -> dict[str, str]:
     }
 
     def fill(match: re.Match[str]) -> str:
-        head, key = match.group(1), match.group(2)
-        if key is not None and head in keyed:
-            return str(keyed[head].get(key, ""))
-        whole = head if key is None else f"{head}.{key}"
+        whole = match.group(1)
+        for prefix, table in keyed.items():
+            if whole.startswith(prefix + "."):
+                return str(table.get(whole[len(prefix) + 1 :], ""))
         return str(values.get(whole, match.group(0)))
 
     return {

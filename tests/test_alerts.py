@@ -1,0 +1,225 @@
+"""Alerts end to end on localcloud: a real deployed job fails or overruns, Cloud Monitoring's
+log-match policy (applied by step `alerts` through the official client) opens an incident, and
+a real webhook receiver on 127.0.0.1 gets Google's webhook JSON once; e-mail lands in the
+outbox. Plus the spec's checks, the plan's idempotence and removal."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import lc
+import pytest
+import yaml
+
+from conftest import EXAMPLE, copy_service
+from opslib.cloud.clients import Clients
+from opslib.core.errors import SpecError
+from opslib.spec.loader import load_spec
+from opslib.spec.model import Spec
+from opslib.steps import alerts as step
+from opslib.steps import schedule as step4
+from opslib.steps.deploy import service as step3
+from opslib.steps.endpoint.patch import patch_endpoint
+from opslib.steps.scaffold import scaffold
+
+DOCTOR = "opslib doctor parameters/alerting.yaml"
+SECRET_VALUE = "s3cr3t-api-key-value"
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that keeps every POST it gets."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, dict]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                owner.posts.append((time.time(), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook/tok-{lc.unique('t')}"
+
+    def wait(self, count: int, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.posts) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [body for _, body in self.posts]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def receiver():
+    hook = Receiver()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def clients() -> Clients:
+    return Clients("local", lc.PROJECT, lc.server().url)
+
+
+def webhook_secret(clients: Clients, url: str) -> str:
+    secret_id = lc.unique("hook")
+    clients.secrets.create_secret(
+        parent=f"projects/{lc.PROJECT}",
+        secret_id=secret_id,
+        secret={"replication": {"automatic": {}}},
+    )
+    clients.secrets.add_secret_version(
+        parent=f"projects/{lc.PROJECT}/secrets/{secret_id}", payload={"data": url.encode()}
+    )
+    return secret_id
+
+
+def make_spec(secret_id: str, **schedule) -> Spec:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["service"] = lc.unique("alr")
+    data["job"]["name"] = lc.unique("job")
+    data["job"].pop("expected_duration", None)
+    data["deploy"]["min_instances"] = 0
+    data["schedule"].update(schedule)
+    data["alerts"] = {"channels": [{"webhook": secret_id}, {"email": "ops@example.com"}]}
+    return Spec.model_validate(data)
+
+
+def deploy(tmp: Path, spec: Spec, clients: Clients, line: str) -> None:
+    """Steps 1-4 with `line` added at the top of the job's work; the job left paused."""
+    folder = tmp / "service"
+    copy_service(folder)
+    scaffold(spec, folder)
+    patch_endpoint(spec, folder)
+    module = folder / "scripts" / "batch" / f"{spec.job.module}.py"
+    text = module.read_text().replace("import logging\n", "import logging\nimport time\n", 1)
+    anchor = "    processed, errors = 0, 0\n"
+    module.write_text(text.replace(anchor, f"{anchor}    {line}\n", 1))
+    step3.deploy(spec, folder, clients, progress=False)
+    step4.schedule(spec, clients)
+    step4.pause(spec, clients)
+
+
+def outbox() -> list[dict]:
+    path = lc._SERVER["state"] / "outbox.jsonl"  # type: ignore[operator]
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_failing_run_notifies_once_naming_job_run_error_and_doctor(tmp_path, clients, receiver):
+    spec = make_spec(webhook_secret(clients, receiver.url))
+    deploy(tmp_path, spec, clients, "raise RuntimeError('rates API said no')")
+    plan = step.apply(spec, clients, DOCTOR)
+    assert sorted(plan.to_frame()["action"]) == ["create"] * 4
+    shown = plan.to_frame().to_string()
+    assert receiver.url not in shown and "tok-" not in shown
+    rerun = step.apply(spec, clients, DOCTOR)
+    assert not rerun.pending, rerun.to_frame().to_string()
+
+    name = f"{lc.PARENT}/jobs/{spec.job.name}"
+    clients.scheduler.run_job(name=name)
+    [body] = receiver.wait(1)
+    time.sleep(1.5)  # the retry-free second run below must not notify again either
+    clients.scheduler.run_job(name=name)
+    time.sleep(3)
+    assert len(receiver.posts) == 1, "one notification per incident"
+
+    incident = body["incident"]
+    assert body["version"] == "1.2" and incident["state"] == "open"
+    assert incident["policy_name"] == f"opslib {spec.job.name} ({spec.region}) failed"
+    content = incident["documentation"]["content"]
+    assert spec.job.name in content and DOCTOR in content
+    assert "rates API said no" in content
+    run_line = next(line for line in content.splitlines() if line.startswith("run: "))
+    assert len(run_line) > len("run: ")
+    mails = [m for m in outbox() if m["incident_id"] == incident["incident_id"]]
+    assert len(mails) == 1 and mails[0]["to"] == "ops@example.com"
+    for text in (json.dumps(body), json.dumps(mails)):
+        assert receiver.url not in text and "/hook/" not in text
+
+
+def test_a_run_past_the_attempt_deadline_is_an_overrun(tmp_path, clients, receiver):
+    spec = make_spec(webhook_secret(clients, receiver.url), attempt_deadline="15s")
+    deploy(tmp_path, spec, clients, "time.sleep(17)")
+    step.apply(spec, clients, DOCTOR)
+    clients.scheduler.run_job(name=f"{lc.PARENT}/jobs/{spec.job.name}")
+    [body] = receiver.wait(1, timeout=40)
+    assert body["incident"]["policy_name"].endswith(" overrun")
+    assert "overrun" in body["incident"]["documentation"]["content"]
+    time.sleep(4)  # the run ends well after: still one notification, no "failed"
+    assert len(receiver.posts) == 1
+
+
+def test_alerts_are_removed_and_a_rerun_changes_nothing(clients, receiver):
+    spec = make_spec(webhook_secret(clients, receiver.url))
+    spec = spec.model_copy(update={"job": spec.job.model_copy(update={"runtime": "job"})})
+    created = step.apply(spec, clients, DOCTOR)
+    assert list(created.to_frame()["action"]) == ["create"] * 3  # no overrun for a Cloud Run job
+    assert step.live(spec, clients) != ({}, {})
+    removed = step.delete(spec, clients)
+    assert sorted(removed.to_frame()["action"]) == ["delete"] * 3
+    assert step.live(spec, clients) == ({}, {})
+    assert not step.delete(spec, clients).pending
+
+
+def test_a_changed_channel_is_an_update_with_its_url_hidden(clients, receiver):
+    spec = make_spec(webhook_secret(clients, receiver.url))
+    step.apply(spec, clients, DOCTOR)
+    other = webhook_secret(clients, receiver.url + "-moved")
+    moved = spec.model_copy(
+        update={
+            "alerts": spec.alerts.model_copy(
+                update={
+                    "channels": [  # type: ignore[union-attr]
+                        spec.alerts.channels[0].model_copy(update={"webhook": f"{other}:latest"}),  # type: ignore[union-attr]
+                        spec.alerts.channels[1],  # type: ignore[union-attr]
+                    ]
+                }
+            )
+        }
+    )
+    frame = step.apply(moved, clients, DOCTOR, dry_run=True).to_frame()
+    assert "delete" in set(frame["action"]) and "create" in set(frame["action"])
+    assert receiver.url not in frame.to_string()
+    step.delete(spec, clients)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "key", "rule"),
+    [
+        ({"channels": []}, "alerts.channels", "at least one channel"),
+        (
+            {"channels": [{"webhook": "https://hooks.example.com/T/x"}]},
+            "alerts.channels.0.webhook",
+            "never the URL",
+        ),
+        ({"channels": [{"email": "not-an-address"}]}, "alerts.channels.0.email", "one address"),
+        ({"channels": [{"email": "a@b.co", "webhook": "h"}]}, "alerts.channels.0", "exactly one"),
+        ({"channels": [{"email": "a@b.co"}, {"email": "a@b.co"}]}, "alerts.channels", "twice"),
+        ({"chanels": [{"email": "a@b.co"}]}, "alerts.chanels", "did you mean 'channels'"),
+    ],
+)
+def test_a_bad_alerts_block_names_file_line_key_rule_and_fix(tmp_path, alerts, key, rule):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["alerts"] = alerts
+    path = tmp_path / "alerting.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    text = caught.value.render()
+    assert f": {key} = " in text and rule in text and "fix:" in text
+    assert f"{path.name}:" in text and "hooks.example.com" not in text
