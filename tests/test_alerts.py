@@ -223,3 +223,40 @@ def test_a_bad_alerts_block_names_file_line_key_rule_and_fix(tmp_path, alerts, k
     text = caught.value.render()
     assert f": {key} = " in text and rule in text and "fix:" in text
     assert f"{path.name}:" in text and "hooks.example.com" not in text
+
+
+def actions(out: str) -> list[str]:
+    """The action column of the plan table `opslib alerts` prints."""
+    table = out.split("equivalent gcloud")[0].splitlines()[2:]
+    return [a for line in table for a in ("create", "update", "delete", "no change") if a in line]
+
+
+def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
+    tmp_path, clients, receiver
+):
+    from project import add_params, make_project
+    from test_fleet import mark, mutations, opslib
+
+    url = lc.server().url
+    root = make_project(tmp_path / "project")
+    secret = webhook_secret(clients, receiver.url)
+    alerts = {"channels": [{"webhook": secret}, {"email": "ops@example.com"}]}
+    params = add_params(root, "alerting", job={"name": lc.unique("cli")}, alerts=alerts)
+    rel = f"parameters/{params.name}"
+    dry = opslib(root, url, "alerts", rel, "--dry-run")
+    assert dry.returncode == 0 and actions(dry.stdout).count("create") == 4, dry.stdout
+    assert "gcloud beta monitoring channels create" in dry.stdout
+    assert "gcloud secrets versions access latest" in dry.stdout
+    done = opslib(root, url, "alerts", rel)
+    assert done.returncode == 0, done.stderr
+    before = mark()
+    again = opslib(root, url, "alerts", rel)
+    assert again.returncode == 0 and actions(again.stdout) == ["no change"] * 4, again.stdout
+    assert mutations(before) == []
+    gone = opslib(root, url, "destroy", rel)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "gcloud alpha monitoring policies delete" in gone.stdout
+    spec = load_spec(params)
+    assert step.live(spec, clients) == ({}, {})
+    for out in (dry, done, again, gone):
+        assert receiver.url not in out.stdout + out.stderr

@@ -54,7 +54,7 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     async def startup(app: web.Application) -> None:
         monitoring = cloud.services["monitoring"]
         monitoring.loop = asyncio.get_running_loop()
-        app["grpc"] = grpc_front.Front(monitoring, monitoring.loop)
+        app["grpc"] = grpc_front.Front(monitoring, monitoring.loop, router.calls)
         app["grpc"].start()
         cloud.grpc_port = app["grpc"].port
         await runner.start()

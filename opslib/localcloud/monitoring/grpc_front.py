@@ -26,6 +26,7 @@ from opslib.localcloud.monitoring.backend import Monitoring
 from opslib.localcloud.schema import camel
 
 Handler = Callable[[Any], Any]
+VERBS = {"Create": "POST", "Update": "PATCH", "Delete": "DELETE"}
 
 
 def _json(message: Any) -> dict[str, Any]:
@@ -136,14 +137,16 @@ def _methods(backend: Monitoring) -> dict[str, tuple[Any, Any, Handler]]:
 class Front:
     """A gRPC server on 127.0.0.1 whose methods run the backend on the server's event loop."""
 
-    def __init__(self, backend: Monitoring, loop: asyncio.AbstractEventLoop) -> None:
-        self.backend, self.loop = backend, loop
+    def __init__(
+        self, backend: Monitoring, loop: asyncio.AbstractEventLoop, calls: list[tuple[str, str]]
+    ) -> None:
+        self.backend, self.loop, self.calls = backend, loop, calls
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         handlers = {}
         for full, (request_cls, response_cls, handler) in _methods(backend).items():
             service, method = full.split("/")
             handlers.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
-                self._wrap(handler, response_cls),
+                self._wrap(handler, response_cls, full),
                 request_deserializer=request_cls.pb().FromString,
                 response_serializer=lambda m: m.SerializeToString(),
             )
@@ -155,9 +158,14 @@ class Front:
         )
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 
-    def _wrap(self, handler: Handler, response_cls: Any) -> Callable[[Any, Any], Any]:
+    def _wrap(self, handler: Handler, response_cls: Any, full: str) -> Callable[[Any, Any], Any]:
+        """The method on the loop; recorded in the calls list as its REST verb would be."""
+        name = full.split("/")[1]
+        verb = next((v for p, v in VERBS.items() if name.startswith(p)), "GET")
+
         def method(request: Any, context: grpc.ServicerContext) -> Any:
             async def run() -> Any:
+                self.calls.append((verb, f"/google.monitoring.v3.{full}"))
                 return handler(request)
 
             try:
