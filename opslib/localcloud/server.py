@@ -65,6 +65,7 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
         app["reaper"].cancel()
         app["grpc"].stop()
         await cloud.services["monitoring"].sender.close()
+        cloud.services["monitoring"].flush()  # what the last tick did not save
         await runner.stop()
         for service in cloud.services.values():
             close = getattr(service, "close", None)
@@ -105,6 +106,7 @@ async def _housekeeping(logs: LogStore, run: RunBackend, monitoring: Any) -> Non
         await asyncio.sleep(1)
         logs.flush()
         monitoring.close_expired()
+        monitoring.flush()
         tick += 1
         if tick % 5 == 0:
             run.scale_in()

@@ -5,7 +5,8 @@ Every log entry Logging stores is matched against each enabled policy's log-matc
 matches while it is open are counted on it and notify no one (one notification per incident).
 An incident closes by itself once no entry has matched for the policy's autoClose (log-based
 policies notify on opening only: Google's AlertStrategy.notificationPrompts reference).
-Incidents are served as Google's Alert resources (`projects.alerts`).
+Incidents are served as Google's Alert resources (`projects.alerts`); their changes are saved
+on the server's next one-second tick, so a notification never waits for the disk.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ class Monitoring(CollectionBackend):
     """The resources of every project, by full name, and the incidents they opened."""
 
     COLLECTION = "monitoring"
-    MAPS = ("channels", "policies", "alerts")
+    MAPS = ("channels", "policies")
+    INCIDENTS = "monitoring-alerts"  # apart: saved each tick, without the policies
 
     def __init__(self, cloud: Any) -> None:
         super().__init__(cloud)
         self.matchers: dict[str, Matcher] = {}
         self.sender = delivery.Sender(cloud)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.dirty = False  # incidents changed since the last save (the server ticks each second)
 
     @property
     def channels(self) -> dict[str, Any]:
@@ -52,7 +55,13 @@ class Monitoring(CollectionBackend):
 
     @property
     def alerts(self) -> dict[str, Any]:
-        return self.data["alerts"]
+        return self.cloud.store.collection(self.INCIDENTS)
+
+    def flush(self) -> None:
+        """Save the incidents if they changed (the server's one-second tick)."""
+        if self.dirty:
+            self.dirty = False
+            self.cloud.store.save(self.INCIDENTS)
 
     def _record(self) -> dict[str, str]:
         return {"mutateTime": rfc3339(self.cloud.clock.now()), "mutatedBy": "localcloud"}
@@ -139,6 +148,7 @@ class Monitoring(CollectionBackend):
         for alert in self.alerts.values():  # Google closes a deleted policy's incidents
             if alert["policy"]["name"] == name and alert["state"] == "OPEN":
                 alert.update(state="CLOSED", closeTime=rfc3339(self.cloud.clock.now()))
+                self.dirty = True
         self.save()
 
     def _checked_policy(self, project: str, name: str, policy: dict[str, Any]) -> dict[str, Any]:
@@ -200,10 +210,10 @@ class Monitoring(CollectionBackend):
             if alert["policy"]["name"] == policy["name"] and alert["state"] == "OPEN":
                 alert["_matches"] += 1
                 alert["_last"] = now
-                self.save()
+                self.dirty = True
                 return
         alert = self._open(policy, condition, entry, now)
-        self.save()
+        self.dirty = True  # saved by the next tick: the notification does not wait for disk
         channels = [self.channels[c] for c in policy.get("notificationChannels", [])]
         channels = [c for c in channels if c.get("enabled", True)]
         if channels and self.loop is not None:
@@ -251,7 +261,7 @@ class Monitoring(CollectionBackend):
                 alert.update(state="CLOSED", closeTime=rfc3339(self.cloud.clock.now()))
                 closed += 1
         if closed:
-            self.save()
+            self.dirty = True
         return closed
 
 
