@@ -89,8 +89,10 @@ def webhook_secret(clients: Clients, url: str) -> str:
     return secret_id
 
 
-def make_spec(secret_id: str, **schedule) -> Spec:
+def make_spec(secret_id: str, api_key: str | None = None, **schedule) -> Spec:
     data = yaml.safe_load(EXAMPLE.read_text())
+    if api_key:
+        data["secrets"] = {"API_KEY": f"{api_key}:latest"}
     data["service"] = lc.unique("alr")
     data["job"]["name"] = lc.unique("job")
     data["job"].pop("expected_duration", None)
@@ -121,7 +123,8 @@ def outbox() -> list[dict]:
 
 
 def test_a_failing_run_notifies_once_naming_job_run_error_and_doctor(tmp_path, clients, receiver):
-    spec = make_spec(webhook_secret(clients, receiver.url))
+    api_key = webhook_secret(clients, SECRET_VALUE)  # a secret the job runs with
+    spec = make_spec(webhook_secret(clients, receiver.url), api_key)
     deploy(tmp_path, spec, clients, "raise RuntimeError('rates API said no')")
     plan = step.apply(spec, clients, DOCTOR)
     assert sorted(plan.to_frame()["action"]) == ["create"] * 4
@@ -148,8 +151,13 @@ def test_a_failing_run_notifies_once_naming_job_run_error_and_doctor(tmp_path, c
     assert len(run_line) > len("run: ")
     mails = [m for m in outbox() if m["incident_id"] == incident["incident_id"]]
     assert len(mails) == 1 and mails[0]["to"] == "ops@example.com"
-    for text in (json.dumps(body), json.dumps(mails)):
-        assert receiver.url not in text and "/hook/" not in text
+    job_lines = lc.call(
+        "/v2/entries:list",
+        {"resourceNames": [f"projects/{lc.PROJECT}"], "filter": f'"{spec.job.name}"'},
+    )[1]
+    assert job_lines.get("entries"), "the run wrote lines"
+    for text in (json.dumps(body), json.dumps(mails), json.dumps(job_lines), shown):
+        assert receiver.url not in text and "/hook/" not in text and SECRET_VALUE not in text
 
 
 def test_a_run_past_the_attempt_deadline_is_an_overrun(tmp_path, clients, receiver):
@@ -253,10 +261,26 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     again = opslib(root, url, "alerts", rel)
     assert again.returncode == 0 and actions(again.stdout) == ["no change"] * 4, again.stdout
     assert mutations(before) == []
+    spec = load_spec(params)
+    line = {  # a failed run's line, as Cloud Run records the service's stdout
+        "severity": "ERROR",
+        "jsonPayload": {"job": spec.job.name, "run_id": "r-1", "message": "failed: boom"},
+    }
+    labels = {"service_name": spec.service, "location": spec.region}
+    lc.call(
+        "/v2/entries:write",
+        {
+            "logName": f"projects/{lc.PROJECT}/logs/run.googleapis.com%2Fstdout",
+            "resource": {"type": "cloud_run_revision", "labels": labels},
+            "entries": [line],
+        },
+    )
+    receiver.wait(1)
+    shown = opslib(root, url, "status", rel)
+    assert "failed since" in shown.stdout, shown.stdout + shown.stderr
     gone = opslib(root, url, "destroy", rel)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "gcloud alpha monitoring policies delete" in gone.stdout
-    spec = load_spec(params)
     assert step.live(spec, clients) == ({}, {})
-    for out in (dry, done, again, gone):
+    for out in (dry, done, again, shown, gone):
         assert receiver.url not in out.stdout + out.stderr

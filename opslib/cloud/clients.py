@@ -148,3 +148,18 @@ class Clients:
 
         transport = self._grpc_transport(NotificationChannelServiceGrpcTransport)
         return monitoring_v3.NotificationChannelServiceClient(transport=transport)
+
+    @cached_property
+    def monitoring_http(self) -> tuple[Any, str]:
+        """Monitoring's REST API and its base URL: its incidents (`projects.alerts`) have no
+        method in the Python client, so they are read as JSON."""
+        if self.endpoint is None:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            scope = "https://www.googleapis.com/auth/cloud-platform"
+            credentials, _ = google.auth.default(scopes=[scope])
+            return AuthorizedSession(credentials), "https://monitoring.googleapis.com"
+        import requests
+
+        return requests.Session(), self.endpoint

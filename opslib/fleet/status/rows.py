@@ -117,12 +117,23 @@ def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str
         "last_status": last_status(job),
         "revision": target.revision,
         "drift": "; ".join(drift),
+        "incidents": incidents(live.incidents.get((spec.job.name, spec.region), []), zone),
         **run,
         "last_run": _local(run["last_run"], zone),
     }
     attempt_failed = last_attempt is not None and job.status.code != 0  # type: ignore[union-attr]
     row["health"] = health(row, attempt_failed or target.failed)
     return row
+
+
+def incidents(alerts: list[dict[str, Any]], zone: str) -> str:
+    """Open incidents as `failed since 2026-12-08 09:00 KST`, on the job's clock."""
+    parts = []
+    for alert in sorted(alerts, key=lambda a: a.get("openTime", "")):
+        kind = alert.get("policy", {}).get("userLabels", {}).get("opslib_alert", "alert")
+        since = _local(pd.Timestamp(alert["openTime"]).to_pydatetime(), zone)
+        parts.append(f"{kind} since {since.strftime('%Y-%m-%d %H:%M %Z')}")
+    return "; ".join(parts)
 
 
 def health(row: dict[str, Any], attempt_failed: bool) -> str:
