@@ -276,11 +276,16 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
         },
     )
     receiver.wait(1)
+    probe = opslib(root, url, "alerts", rel, "--test")
+    assert probe.returncode == 0 and probe.stdout.count(" notified ") == 2, probe.stdout
+    [test] = [b for b in receiver.wait(2) if b["incident"]["policy_name"].endswith(" test")]
+    assert "a test notification" in test["incident"]["documentation"]["content"]
+    assert len(step.live(spec, clients)[1]) == 2, "the test policy is gone again"
     shown = opslib(root, url, "status", rel)
     assert "failed since" in shown.stdout, shown.stdout + shown.stderr
     gone = opslib(root, url, "destroy", rel)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "gcloud alpha monitoring policies delete" in gone.stdout
     assert step.live(spec, clients) == ({}, {})
-    for out in (dry, done, again, shown, gone):
+    for out in (dry, done, again, probe, shown, gone):
         assert receiver.url not in out.stdout + out.stderr

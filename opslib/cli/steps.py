@@ -175,11 +175,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     """Each automation's channels and alert policies made to match its `alerts:` block."""
     from opslib.steps import alerts
+    from opslib.steps.alerts import probe
 
+    failed = False
     for session in fleet_from(args, list(args.params)).sessions:
+        if args.test:  # a test notification through every channel, by the real path
+            sent = probe.send_test(session)
+            failed |= bool((sent["result"] != "notified").any())
+            print(f"{session.spec.job.name}:\n{_table(sent)}")
+            continue
         plan = alerts.alerts(session, dry_run=args.dry_run)
         print(f"{session.spec.job.name}:\n{_plan_table(plan.to_frame())}")
-    return 0
+    return 1 if failed else 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -238,6 +245,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     al = sub.add_parser("alerts", help="Cloud Monitoring: who hears about failed or overrun runs")
     al.add_argument("params", type=Path, nargs="+", help="PARAMS.yaml files and/or folders")
     al.add_argument("--dry-run", action="store_true", help="show the plan only")
+    al.add_argument(
+        "--test", action="store_true", help="send a test notification through every channel"
+    )
     add_context(al)
     al.set_defaults(func=cmd_alerts)
 
