@@ -6,16 +6,19 @@ outbox. Plus the spec's checks, the plan's idempotence and removal."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import lc
+import nbformat
 import pytest
 import yaml
 
-from conftest import EXAMPLE, copy_service
+from conftest import EXAMPLE, ROOT, copy_service, tool
 from opslib.cloud.clients import Clients
 from opslib.core.errors import SpecError
 from opslib.spec.loader import load_spec
@@ -233,6 +236,18 @@ def test_a_bad_alerts_block_names_file_line_key_rule_and_fix(tmp_path, alerts, k
     assert f"{path.name}:" in text and "hooks.example.com" not in text
 
 
+def notebook_text(root: Path, url: str, tmp: Path) -> str:
+    """notebooks/08_status run by papermill on the project: its outputs as text and HTML."""
+    out = tmp / "08_status.ipynb"
+    command = [tool("papermill"), str(ROOT / "notebooks" / "08_status.ipynb"), str(out)]
+    command += ["-p", "params", str(root / "parameters"), "-k", "python3", "--no-progress-bar"]
+    env = {**os.environ, "OPSLIB_LOCALCLOUD_URL": url}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])]
+    return json.dumps(outputs)
+
+
 def actions(out: str) -> list[str]:
     """The action column of the plan table `opslib alerts` prints."""
     table = out.split("equivalent gcloud")[0].splitlines()[2:]
@@ -283,6 +298,9 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     assert len(step.live(spec, clients)[1]) == 2, "the test policy is gone again"
     shown = opslib(root, url, "status", rel)
     assert "failed since" in shown.stdout, shown.stdout + shown.stderr
+    page = notebook_text(root, url, tmp_path)
+    assert spec.job.name in page and "failed" in page and "open" in page
+    assert receiver.url not in page and "/hook/" not in page
     gone = opslib(root, url, "destroy", rel)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "gcloud alpha monitoring policies delete" in gone.stdout

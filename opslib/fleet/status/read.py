@@ -210,12 +210,16 @@ def read_runs(clients: Clients, specs: Sequence[Spec], since: datetime) -> dict[
     return newest
 
 
-def read_incidents(clients: Clients, project: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The project's open incidents (Monitoring's `projects.alerts`), by (job, region) from
-    the user labels step `alerts` puts on its policies."""
+def read_incidents(
+    clients: Clients, project: str, state: str | None = "OPEN"
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The project's incidents (Monitoring's `projects.alerts`; open ones unless `state` is
+    None), by (job, region) from the user labels step `alerts` puts on its policies."""
     session, base = clients.monitoring_http
     url = f"{base}/v3/{names.project_of(project)}/alerts"
-    params: dict[str, Any] = {"filter": 'state="OPEN"', "pageSize": 1000}
+    params: dict[str, Any] = {"pageSize": 1000}
+    if state:
+        params["filter"] = f'state="{state}"'
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
     while True:
         answer = session.get(url, params=params, timeout=30)
