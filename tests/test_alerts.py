@@ -276,6 +276,13 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     again = opslib(root, url, "alerts", rel)
     assert again.returncode == 0 and actions(again.stdout) == ["no change"] * 4, again.stdout
     assert mutations(before) == []
+    original = params.read_text()
+    data = yaml.safe_load(original)
+    data["alerts"]["channels"].append({"email": "oncall@example.com"})
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    drifted = opslib(root, url, "status", rel)
+    assert "email oncall@example.com: create" in drifted.stdout, drifted.stdout
+    params.write_text(original)
     spec = load_spec(params)
     line = {  # a failed run's line, as Cloud Run records the service's stdout
         "severity": "ERROR",
@@ -298,6 +305,7 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     assert len(step.live(spec, clients)[1]) == 2, "the test policy is gone again"
     shown = opslib(root, url, "status", rel)
     assert "failed since" in shown.stdout, shown.stdout + shown.stderr
+    assert "oncall" not in shown.stdout, "no alerts drift once the file is as applied"
     page = notebook_text(root, url, tmp_path)
     assert spec.job.name in page and "failed" in page and "open" in page
     assert receiver.url not in page and "/hook/" not in page
@@ -305,5 +313,5 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "gcloud alpha monitoring policies delete" in gone.stdout
     assert step.live(spec, clients) == ({}, {})
-    for out in (dry, done, again, probe, shown, gone):
+    for out in (dry, done, again, drifted, probe, shown, gone):
         assert receiver.url not in out.stdout + out.stderr

@@ -46,6 +46,8 @@ class Live:
     runs: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)  # end lines, newest first
     # Open Monitoring incidents by (job, region), read only when some spec has `alerts:`.
     incidents: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # Monitoring's channels and policies of each (target, project) a spec with `alerts:` uses.
+    monitoring: dict[tuple[str, str], tuple[list[Any], list[Any]]] = field(default_factory=dict)
 
 
 def read_live(fleet: Fleet, since: datetime) -> Live:
@@ -71,9 +73,10 @@ def read_live(fleet: Fleet, since: datetime) -> Live:
     for sessions in targets.values():
         clients = sessions[0].clients
         calls.append(("runs", partial(read_runs, clients, [s.spec for s in sessions], since)))
-    watched = {(s.spec.target, s.spec.project): s.clients for s in fleet.sessions if s.spec.alerts}
-    for (_, project), clients in watched.items():
-        calls.append(("incidents", partial(read_incidents, clients, project)))
+    watched = {(s.spec.target, s.spec.project): s for s in fleet.sessions if s.spec.alerts}
+    for (target, project), session in watched.items():
+        calls.append(("incidents", partial(read_incidents, session.clients, project)))
+        calls.append(("monitoring", partial(_monitoring, session, target)))
     built: dict[int, tuple[Clients, set[str]]] = {}
     for clients, runtimes in locations.values():  # one Clients may serve several locations
         built.setdefault(id(clients), (clients, set()))[1].update(runtimes)
@@ -239,3 +242,11 @@ def read_incidents(
         if not body.get("nextPageToken"):
             return found
         params["pageToken"] = body["nextPageToken"]
+
+
+def _monitoring(session: Session, target: str) -> dict[tuple[str, str], Any]:
+    """The channels and policies of a watched automation's project, for the alerts drift."""
+    from opslib.steps import alerts
+
+    spec = session.spec
+    return {(target, spec.project): alerts.read_project(spec, session.clients)}

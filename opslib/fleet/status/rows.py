@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opslib.fleet.status.drift import Folder, job_drift, run_job_drift, service_drift
+from opslib.fleet.status.drift import (
+    Folder,
+    alerts_drift,
+    job_drift,
+    run_job_drift,
+    service_drift,
+)
 from opslib.fleet.status.runs import key_of, run_columns
 from opslib.spec import cron, defaults, names
 from opslib.spec import cron_report as cron_view
@@ -102,6 +108,9 @@ def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str
     state = "missing" if job is None or not target.exists else _state(job)
     ko, en = describe(expr)
     drift = [*job_drift(spec, target.url, job), *target.drift]
+    if spec.alerts is not None:  # what `opslib alerts` would change, from its own plan
+        found = live.monitoring.get((spec.target, spec.project), ([], []))
+        drift += alerts_drift(session, *found)
     last_attempt = job.last_attempt_time if job is not None else None
     run = run_columns(live.runs.get(key_of(spec), []))
     row = {

@@ -57,15 +57,28 @@ def _ours(spec: Spec, labels: Any) -> bool:
     return all(labels.get(k) == v for k, v in names.alert_labels(spec).items())
 
 
-def live(spec: Spec, clients: Clients) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The automation's live channels and policies, by display name."""
+Found = tuple[dict[str, Any], dict[str, Any]]
+
+
+def read_project(spec: Spec, clients: Clients) -> tuple[list[Any], list[Any]]:
+    """Every channel and policy of the spec's project (two list calls; status shares them)."""
     parent = names.project(spec)
     channels = _call(spec, clients.channels.list_notification_channels, name=parent)
     policies = _call(spec, clients.alert_policies.list_alert_policies, name=parent)
+    return list(channels), list(policies)
+
+
+def mine(spec: Spec, channels: list[Any], policies: list[Any]) -> Found:
+    """The automation's channels and policies among a project's, by display name."""
     return (
         {c.display_name: c for c in channels if _ours(spec, c.user_labels)},
         {p.display_name: p for p in policies if _ours(spec, p.user_labels)},
     )
+
+
+def live(spec: Spec, clients: Clients) -> Found:
+    """The automation's live channels and policies, by display name."""
+    return mine(spec, *read_project(spec, clients))
 
 
 def _webhook_url(spec: Spec, clients: Clients, secret: tuple[str, str]) -> str:
@@ -85,9 +98,10 @@ def desired_channels(spec: Spec, clients: Clients) -> list[dict[str, Any]]:
     ]
 
 
-def plan(spec: Spec, clients: Clients, doctor: str) -> Planned:
-    """Read the live channels and policies and say what would change; no writes."""
-    live_channels, live_policies = live(spec, clients)
+def plan(spec: Spec, clients: Clients, doctor: str, found: Found | None = None) -> Planned:
+    """Read the live channels and policies (unless `found` has them) and say what would
+    change; no writes. `opslib status` shows the pending changes as drift."""
+    live_channels, live_policies = found if found is not None else live(spec, clients)
     planned = Planned(Plan())
     wanted = desired_channels(spec, clients)
     for want in wanted:
