@@ -121,12 +121,26 @@ class Clients:
         if self.endpoint is None:
             return None
         import json
+        import time
         from urllib.request import urlopen
 
         import grpc
 
-        with urlopen(f"{self.endpoint}/_localcloud/health", timeout=10) as answer:
-            address = json.loads(answer.read())["grpc"]
+        deadline = time.monotonic() + 30  # localcloud starts its gRPC face just after it listens
+        while True:
+            with urlopen(f"{self.endpoint}/_localcloud/health", timeout=10) as answer:
+                address = json.loads(answer.read()).get("grpc")
+            if address or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not address:
+            from opslib.core.errors import OpslibError
+
+            raise OpslibError(
+                f"localcloud at {self.endpoint}",
+                "it serves no gRPC, which Cloud Monitoring's client needs",
+                "restart it with this version of opslib: opslib localcloud stop, then rerun",
+            )
         return transport_cls(channel=grpc.insecure_channel(address))
 
     @cached_property

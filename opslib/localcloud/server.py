@@ -28,7 +28,6 @@ from opslib.localcloud.cloudbuild import api as cloudbuild
 from opslib.localcloud.logging import api as logging_api
 from opslib.localcloud.logging.store import LogStore
 from opslib.localcloud.monitoring import api as monitoring_api
-from opslib.localcloud.monitoring import grpc_front
 from opslib.localcloud.router import Router
 from opslib.localcloud.run import front as run_front
 from opslib.localcloud.run import jobs_api
@@ -54,9 +53,8 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     async def startup(app: web.Application) -> None:
         monitoring = cloud.services["monitoring"]
         monitoring.loop = asyncio.get_running_loop()
-        app["grpc"] = grpc_front.Front(monitoring, monitoring.loop, router.calls)
-        app["grpc"].start()
-        cloud.grpc_port = app["grpc"].port
+        app["grpc"] = _GrpcStarter(cloud, router)
+        app["grpc"].start()  # in a thread: its imports take a second we need not wait for
         await runner.start()
         await run.resume()
         app["reaper"] = asyncio.create_task(_housekeeping(logs, run, monitoring))
@@ -76,6 +74,34 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return app, router
+
+
+class _GrpcStarter(threading.Thread):
+    """Starts Monitoring's gRPC face off the event loop; `/_localcloud/health` names its
+    address once it listens (clients wait for it), and `stop` works at any point."""
+
+    def __init__(self, cloud: Cloud, router: Router) -> None:
+        super().__init__(daemon=True, name="localcloud-grpc")
+        self.cloud, self.router = cloud, router
+        self.front: Any = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from opslib.localcloud.monitoring import grpc_front
+
+        monitoring = self.cloud.services["monitoring"]
+        front = grpc_front.Front(monitoring, monitoring.loop, self.router.calls)
+        front.start()
+        self.front = front
+        if self.stopped.is_set():
+            front.stop()
+            return
+        self.cloud.grpc_port = front.port
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.front is not None:
+            self.front.stop()
 
 
 def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.Runner, RunBackend]:
@@ -126,7 +152,8 @@ def _status_routes(app: web.Application, cloud: Cloud, router: Router, logs: Log
     async def health(_: web.Request) -> web.Response:
         # The state directory lets a second `start` on this port name the command that stops us.
         answer = {"status": "ok", "pid": os.getpid(), "url": cloud.base_url}
-        answer["grpc"] = f"{cloud.host}:{cloud.grpc_port}"  # Monitoring's official client
+        # Monitoring's official client speaks gRPC only: its address, once it listens.
+        answer["grpc"] = f"{cloud.host}:{cloud.grpc_port}" if cloud.grpc_port else ""
         return web.json_response({**answer, "state": str(cloud.state_dir)})
 
     async def routes(_: web.Request) -> web.Response:
