@@ -187,7 +187,7 @@ def test_alerts_are_removed_and_a_rerun_changes_nothing(clients, receiver):
     assert not step.delete(spec, clients).pending
 
 
-def test_a_changed_channel_is_an_update_with_its_url_hidden(clients, receiver):
+def test_a_channel_whose_secret_changes_is_replaced_its_url_never_shown(clients, receiver):
     spec = make_spec(webhook_secret(clients, receiver.url))
     step.apply(spec, clients, DOCTOR)
     other = webhook_secret(clients, receiver.url + "-moved")
@@ -315,3 +315,41 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     assert step.live(spec, clients) == ({}, {})
     for out in (dry, done, again, drifted, probe, shown, gone):
         assert receiver.url not in out.stdout + out.stderr
+
+
+def test_a_failing_cloud_run_job_notifies_once(tmp_path, monkeypatch, clients, receiver):
+    from project import add_params, make_project
+
+    from opslib.fleet import steps as fleet_steps
+    from opslib.fleet.load import open_fleet
+
+    monkeypatch.setenv("OPSLIB_LOCALCLOUD_URL", lc.server().url)
+    root = make_project(tmp_path / "project")
+    alerts = {"channels": [{"webhook": webhook_secret(clients, receiver.url)}]}
+    job = {"name": lc.unique("night"), "tasks": 1, "parallelism": 1, "max_retries": 0}
+    nightly = ROOT / "parameters" / "nightly-backfill.yaml"
+    params = add_params(root, "night", nightly, service=lc.unique("svc"), job=job, alerts=alerts)
+    fleet = open_fleet(params)
+    fleet_steps.write_functions(fleet)
+    spec = fleet.sessions[0].spec
+    module = root / "service" / "scripts" / "batch" / f"{spec.job.module}.py"
+    anchor = "    processed, errors = 0, 0\n"
+    module.write_text(
+        module.read_text().replace(
+            anchor, f"{anchor}    raise RuntimeError('backfill source gone')\n"
+        )
+    )
+    fleet_steps.patch_endpoints(fleet)
+    fleet_steps.deploy(fleet, progress=False)
+    fleet_steps.schedule(fleet)
+    step4.pause(spec, clients)
+    plan = step.apply(spec, clients, DOCTOR)
+    assert sorted(plan.to_frame()["action"]) == ["create"] * 2  # channel, failed
+    clients.scheduler.run_job(name=f"{lc.PARENT}/jobs/{spec.job.name}")
+    [body] = receiver.wait(1, timeout=60)
+    content = body["incident"]["documentation"]["content"]
+    assert body["incident"]["resource"]["type"] == "cloud_run_job"
+    assert spec.job.name in content and "backfill source gone" in content
+    time.sleep(3)  # the execution's later lines join the same incident
+    assert len(receiver.posts) == 1
+    step.delete(spec, clients)
