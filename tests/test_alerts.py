@@ -312,6 +312,7 @@ def test_the_command_plans_applies_reruns_without_a_write_and_destroy_removes(
     gone = opslib(root, url, "destroy", rel)
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert "gcloud alpha monitoring policies delete" in gone.stdout
+    assert "--policy=" in dry.stdout and "conditionMatchedLog" in dry.stdout
     assert step.live(spec, clients) == ({}, {})
     for out in (dry, done, again, drifted, probe, shown, gone):
         assert receiver.url not in out.stdout + out.stderr

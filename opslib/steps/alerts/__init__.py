@@ -118,7 +118,8 @@ def plan(spec: Spec, clients: Clients, doctor: str, found: Found | None = None) 
         name = want["display_name"]
         have = live_policies.get(name)
         change = d.policy_diff(want, have, shown)
-        cmd = policy_command(spec, name, have, change.action)
+        named = {c.display_name: c.name for c in live_channels.values()}
+        cmd = policy_command(spec, name, have, change.action, want, named)
         planned.plan.add(Change(STEP, name, change.action, change.fields, change.detail(), cmd))
         planned.policies.append((name, want, have, change.fields))
     kept = {name for name, *_ in planned.policies}

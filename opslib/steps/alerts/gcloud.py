@@ -3,8 +3,12 @@ it. A webhook's URL is never written out: the command reads it from its secret."
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
+
+from google.cloud import monitoring_v3
+from google.protobuf import json_format
 
 from opslib.spec.model import Spec
 from opslib.steps.schedule.gcloud import dict_flag
@@ -43,14 +47,32 @@ def channel_command(spec: Spec, want: dict[str, Any] | None, have: Any, fields: 
     return f"{shlex.join(parts)} {labels}"
 
 
-def policy_command(spec: Spec, display: str, have: Any, action: str) -> str:
-    """Create or update a policy from its JSON (what the plan shows), or delete it."""
+def policy_command(
+    spec: Spec,
+    display: str,
+    have: Any,
+    action: str,
+    want: dict[str, Any] | None = None,
+    named: dict[str, str] | None = None,
+) -> str:
+    """Create or update a policy from its JSON (gcloud takes log-match conditions only so),
+    channels by name (a channel still to create by a placeholder), or delete it."""
     base = ["gcloud", "alpha", "monitoring", "policies"]
     project = f"--project={spec.project}"
     if action == "delete":
         return shlex.join([*base, "delete", have.name, project, "--quiet"])
-    if action == "create":
-        return shlex.join([*base, "create", "--policy-from-file=POLICY.json", project])
-    if action == "update":
-        return shlex.join([*base, "update", have.name, "--policy-from-file=POLICY.json", project])
-    return ""
+    if action not in ("create", "update") or want is None:
+        return ""
+    policy = monitoring_v3.AlertPolicy(
+        {
+            **want,
+            "notification_channels": [
+                (named or {}).get(c, f"CHANNEL_OF[{c}]") for c in want["notification_channels"]
+            ],
+        }
+    )
+    text = json.dumps(
+        json_format.MessageToDict(monitoring_v3.AlertPolicy.pb(policy)), separators=(",", ":")
+    )
+    verb = ["create"] if action == "create" else ["update", have.name]
+    return shlex.join([*base, *verb, f"--policy={text}", project])
