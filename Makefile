@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/end_to_end.py
 	$(BIN)/python benchmarks/fleet_status.py
 	$(BIN)/python benchmarks/alerts_delivery.py
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

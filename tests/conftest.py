@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,6 +110,7 @@ def _tags(cell) -> list[str]:
 
 
 _SEED: list[Path] = []
+_SEED_LOCK = threading.Lock()
 
 
 def seed_service() -> Path:
@@ -123,8 +125,13 @@ def seed_service() -> Path:
     added, so an endpoint that is git's (committed or staged) plus those imports is git's; where
     destroy refuses to remove a job the user tied to other code, the endpoint is git's too.
     """
-    if _SEED:
+    with _SEED_LOCK:  # the doctor's scenarios copy it from several threads at once
+        if not _SEED:
+            _SEED.append(_make_seed())
         return _SEED[0]
+
+
+def _make_seed() -> Path:
     from opslib.core.errors import BadInput
     from opslib.steps.endpoint.folder import COPY_IGNORE, new_service_folder
     from opslib.steps.endpoint.imports import ensure_imports
@@ -159,7 +166,6 @@ def seed_service() -> Path:
         with_imports = {ensure_imports(module, overlap).code for overlap in ("allow", "skip")}
         if endpoint.read_bytes().decode() in with_imports:
             endpoint.write_bytes(seed)
-    _SEED.append(folder)
     return folder
 
 

@@ -165,12 +165,12 @@ def _claims(authorization: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=="))
 
 
-def test_a_week_of_weekday_runs_in_seoul_in_seconds(sc, target):
+def test_a_week_of_weekday_runs_in_seoul(sc, target):
+    """A week of clock:advance fires each weekday run once (how fast: benchmarks/soak.py; the
+    session's localcloud also fires every other test's jobs, so a time bound here is noise)."""
     name = unique("weekday")
     sc.create_job(parent=PARENT, job=job_body(name, target.url + "/run-fx-rates"))
-    started = time.monotonic()
     advance(7 * 24 * 3600)
-    assert time.monotonic() - started < 30
     mine = [r for r in target.requests if r["headers"].get("X-CloudScheduler-JobName") == name]
     assert len(mine) == 5
     times = [r["headers"]["X-CloudScheduler-ScheduleTime"] for r in mine]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -186,7 +187,10 @@ def cmd_localcloud(args: argparse.Namespace) -> int:
             if not stopped:
                 print("no localcloud was running")
             return 0
-        print("localcloud stopped" if control.stop(state) else "localcloud was not running")
+        stopped, leftovers = control.stop_with_leftovers(state)
+        print("localcloud stopped" if stopped else "localcloud was not running")
+        for what in leftovers:
+            print(f"stopped {what}, left running by a localcloud that was killed")
         return 0
     running = control.read(state)
     if running is None:
@@ -293,6 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     except OpslibError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        # Every file is written whole (atomic writes) and every step is idempotent, so the
+        # same command finishes the work; a traceback would only hide that. The cell that was
+        # running ends with its kernel: asyncio would log that at exit, so quiet it.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        print(
+            "\ninterrupted: what was done is kept, no file is half-written\n"
+            "  fix: run the same command again to finish",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

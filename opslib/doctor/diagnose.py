@@ -114,11 +114,24 @@ def _named(rows: list[Finding]) -> list[Finding]:
     for row in rows:
         fix = row.fix
         if fix.startswith("see ["):
+            pointed = POINTER.match(fix)
+            assert pointed is not None
+            if not set(LABEL.findall(pointed.group(0))) & (set(first) - {row.check}):
+                # No other check found the cause: a pointer to nothing would leave them stuck.
+                fix = UNEXPLAINED
             for check, finding in first.items():
                 if check != row.check:
                     fix = fix.replace(f"[{check}]", f"[{check}] ({finding})", 1)
         named.append(row._replace(fix=fix))
     return named
+
+
+# "see [a] and [b]": a fix that points at the findings that explain it (checks.see).
+POINTER = re.compile(r"see \[[^\]]+\](?: and \[[^\]]+\])*")
+LABEL = re.compile(r"\[([^\]]+)\]")
+UNEXPLAINED = (
+    "no other check found why; the error lines of the runs say it: opslib logs PARAMS --errors"
+)
 
 
 def diagnose(session: Session, since: timedelta = timedelta(hours=24)) -> pd.DataFrame:

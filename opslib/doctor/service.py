@@ -4,7 +4,7 @@ started, and no new instance failed to start (503s with the reason Cloud Run log
 
 from __future__ import annotations
 
-from opslib.doctor.checks import STEP_DEPLOY, Finding, Missing, absent, ok, when
+from opslib.doctor.checks import STEP_DEPLOY, Finding, Missing, absent, ok, see, when
 from opslib.doctor.facts import Facts
 
 
@@ -26,11 +26,24 @@ def check_service(facts: Facts) -> list[Finding]:
                 f"read the message, fix the service, then {STEP_DEPLOY}",
             )
         ]
+    if facts.failed_revision is not None and not service.latest_ready_revision:
+        return [_nothing_serves(facts)]
     serving = ", ".join(
         f"{t.revision or service.latest_ready_revision.rsplit('/', 1)[-1]} {t.percent}%"
         for t in service.traffic_statuses
     )
     return [ok("service", f"{spec.service} is ready at {service.uri}", f"traffic: {serving}")]
+
+
+def _nothing_serves(facts: Facts) -> Finding:
+    """The newest revision failed and none before it was ever ready: no route answers."""
+    return Finding(
+        "service",
+        "error",
+        f"service {facts.spec.service} has no ready revision: nothing serves its routes",
+        f"terminal condition {facts.service.terminal_condition.state.name}",
+        see("revision"),
+    )
 
 
 def check_revision(facts: Facts) -> list[Finding]:
@@ -67,6 +80,8 @@ def _revision_failed(facts: Facts) -> list[Finding]:
     fix = "make the container start and listen on $PORT (the log lines say why), then "
     if "SECRETS_ACCESS" in f"{reason} {failed.message}":
         fix = "create the secret or grant access (opslib secrets check PARAMS), then "
+    elif reason == "INTERNAL":  # the platform's failure, not the container's
+        fix = "nothing in the service to fix (the rollout itself was cut short): "
     return [
         Finding(
             "revision", "error", f"revision {name} failed to start", evidence, fix + STEP_DEPLOY

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from opslib.localcloud.children import Children
 from opslib.localcloud.clock import Clock
 from opslib.localcloud.store import Store
 
@@ -89,9 +90,11 @@ class Cloud:
     secrets: SecretReader = field(init=False)
     objects: ObjectReader = field(init=False)
     services: dict[str, Any] = field(default_factory=dict)  # API name -> its backend (server)
+    children: Children = field(init=False)  # the processes it runs, for the next start to find
 
     def __post_init__(self) -> None:
         self.store = Store(self.state_dir)
+        self.children = Children(self.state_dir)
         saved = self.store.collection("localcloud")
         self.clock.offset = float(saved.get("clock_offset", 0.0))
 

@@ -26,6 +26,8 @@ from typing import Any
 from urllib.error import URLError
 from urllib.request import ProxyHandler, build_opener
 
+from opslib.localcloud import children
+
 DEFAULT_PORT = 8780
 DEFAULT_STATE = Path(os.environ.get("OPSLIB_LOCALCLOUD_STATE", ".localcloud"))
 # Overrides where the registry of started localclouds lives (the tests point it at a temp file).
@@ -201,11 +203,29 @@ def start(
 
 def stop(state: Path = DEFAULT_STATE, timeout: float = 20.0) -> bool:
     """SIGTERM the server (it stops its instances first); False if none was running."""
+    return stop_with_leftovers(state, timeout)[0]
+
+
+def stop_with_leftovers(
+    state: Path = DEFAULT_STATE, timeout: float = 20.0
+) -> tuple[bool, list[str]]:
+    """`stop`, then whatever a server on `state` that was killed left running (its instances
+    and tasks, from its record of them): whether a server was stopped, and what else was."""
     running = read(state)
-    if running is None:
+    if running is not None:
+        _terminate(running, timeout)
+    if _alive_on(state):
+        return running is not None, []  # still shutting down, or not ours to clean after
+    return running is not None, children.stop_leftovers(state)
+
+
+def _alive_on(state: Path) -> bool:
+    """Whether the server that last wrote `state`'s server.json still lives (not answering)."""
+    try:
+        pid = json.loads((Path(state) / "server.json").read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
         return False
-    _terminate(running, timeout)
-    return True
+    return isinstance(pid, int) and _alive(pid)
 
 
 def _terminate(running: Running, timeout: float) -> None:
@@ -345,6 +365,8 @@ def stop_all(timeout: float = 20.0) -> list[Running]:
         if running is not None:
             _terminate(running, timeout)
             stopped.append(running)
+        if not _alive_on(state):
+            children.stop_leftovers(state)
     prune()
     return stopped
 

@@ -21,6 +21,13 @@ HTTP_STATUS = {
     "DEADLINE_EXCEEDED": 504,
     "UNKNOWN": 500,
 }
+# A target's HTTP answer as the rpc code Scheduler logs for it: the mapping above read backwards,
+# where two codes share a status taking the one google.rpc.Code names for it.
+RPC_OF_HTTP = {
+    status: code
+    for code, status in HTTP_STATUS.items()
+    if code not in ("FAILED_PRECONDITION", "OUT_OF_RANGE", "ALREADY_EXISTS", "UNKNOWN")
+}
 RPC_CODE = {
     "OK": 0,
     "CANCELLED": 1,

@@ -21,7 +21,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from opslib.localcloud import tokens
+from opslib.localcloud import children, tokens
 from opslib.localcloud.clock import rfc3339
 from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.cloudbuild import api as cloudbuild
@@ -51,6 +51,9 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     app.router.add_route("*", "/{tail:.*}", router.dispatch)
 
     async def startup(app: web.Application) -> None:
+        # The processes a killed predecessor on this state left (its work: each backend's _recover).
+        for what in children.stop_leftovers(cloud.state_dir):
+            print(f"stopped {what}, left running by the previous localcloud", flush=True)
         monitoring = cloud.services["monitoring"]
         monitoring.loop = asyncio.get_running_loop()
         app["grpc"] = _GrpcStarter(cloud, router)

@@ -6,11 +6,14 @@ that collection atomically. Log entries are appended to a JSON-lines file instea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from opslib.localcloud.errors import ApiError
 
 
 class Store:
@@ -31,10 +34,21 @@ class Store:
     def save(self, name: str) -> None:
         data = json.dumps(self._collections.get(name, {}), indent=1, sort_keys=True)
         path = self._path(name)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        tmp = ""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: the file keeps its last whole state
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise ApiError(
+                "UNAVAILABLE",
+                f"localcloud could not save its state to {path}: {exc.strerror}; "
+                "free space there, then send the request again",
+            ) from None
 
     def reset(self, keep: tuple[str, ...] = ()) -> None:
         """Empty every collection in place (backends hold references to them)."""

@@ -35,6 +35,17 @@ class CloudBuild(CollectionBackend):
         super().__init__(cloud)
         self.images: Path = cloud.store.dir("images")
         self.tasks: set[asyncio.Task[None]] = set()
+        self._recover()
+
+    def _recover(self) -> None:
+        """After a crash: a build that was queued or working ended with it (INTERNAL_ERROR, as
+        Cloud Build reports a build its own failure stopped); its image was never pushed."""
+        for build in self.data["builds"].values():
+            if build["status"] in ("QUEUED", "WORKING", "PENDING"):
+                build["status"] = "INTERNAL_ERROR"
+                build["statusDetail"] = "localcloud stopped while the build ran; submit it again"
+                build["finishTime"] = rfc3339(self.cloud.clock.now())
+        self.save()
 
     def resolve_image(self, image: str) -> str | None:
         """The digest an image reference (tag or @sha256) points at, if localcloud built it."""

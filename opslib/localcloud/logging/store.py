@@ -51,6 +51,7 @@ class LogStore:
                     except (ValueError, KeyError, FilterError):
                         continue  # a torn or foreign line must not keep localcloud from starting
         self._file = self.path.open("a")
+        self.write_failed = False
         self.watchers: list[Callable[[dict[str, Any]], None]] = []
 
     def matcher(self, filter_text: str) -> Callable[[dict[str, Any]], bool]:
@@ -90,7 +91,10 @@ class LogStore:
         entry["severity"] = (
             SEVERITIES.get(severity, "DEFAULT") if isinstance(severity, int) else severity
         )
-        self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        try:
+            self._file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        except OSError:  # a full buffer met a full disk: kept in memory, said once (`flush`)
+            self.flush()
         self._insert(entry, nanos)
         for watch in self.watchers:
             watch(entry)
@@ -108,7 +112,7 @@ class LogStore:
             match = compile_filter(filter_text)
         except FilterError as exc:
             raise invalid(str(exc), "filter") from None
-        self._file.flush()
+        self.flush()
         prefixes = tuple(f"projects/{p}/" for p in projects)
         entries, found = self.entries, []
         total = len(entries)
@@ -134,8 +138,18 @@ class LogStore:
         self._file.close()
 
     def flush(self) -> None:
-        """Push buffered entries to the state file (the server does this every second)."""
-        self._file.flush()
+        """Push buffered entries to the state file (the server does this every second).
+
+        On a full disk the entries stay served from memory and the file keeps whole lines up to
+        the last good flush (a cut line is skipped when the next start reads it back)."""
+        try:
+            self._file.flush()
+        except OSError as exc:
+            if not self.write_failed:
+                print(f"localcloud: cannot write {self.path}: {exc.strerror}", flush=True)
+            self.write_failed = True
+        else:
+            self.write_failed = False
 
 
 INT64_FIELDS = ("requestSize", "responseSize", "cacheFillBytes")

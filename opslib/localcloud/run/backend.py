@@ -23,6 +23,8 @@ from opslib.localcloud.run.container import StartFailed
 from opslib.localcloud.run.instances import IDLE_SECONDS, Instances, free_port
 
 TYPE = "type.googleapis.com/google.cloud.run.v2."
+# What a restart tells of the work a killed localcloud left unfinished.
+INTERRUPTED = "localcloud stopped before the operation finished; send the request again."
 
 
 class RunBackend(CollectionBackend):
@@ -36,6 +38,30 @@ class RunBackend(CollectionBackend):
         self.instances = Instances(cloud)
         self.front: Any = None  # front.Front, set by the server
         self.tasks: set[asyncio.Task[None]] = set()
+        self._recover()
+
+    def _recover(self) -> None:
+        """After a crash, as Google ends an interrupted long-running operation: the revision
+        being started failed, the service back on its last ready revision (or failed, saying
+        why), and every operation done with ABORTED."""
+        for service in self.data["services"].values():
+            if not service.get("reconciling"):
+                continue
+            revision = self.data["revisions"].get(service.get("latestCreatedRevision", ""))
+            if revision is not None and revision.get("reconciling"):
+                short = revision["name"].rsplit("/", 1)[-1]
+                error = ApiError(
+                    "ABORTED",
+                    f"Revision '{short}' is not ready and cannot serve traffic. " + INTERRUPTED,
+                )
+                self._fail(service, revision, error, reason="INTERNAL")
+            else:
+                self._settle(service)
+        for op in self.data["operations"].values():
+            if not op.get("done") and op["metadata"].get("@type") == TYPE + "Service":
+                op["done"] = True
+                op["error"] = ApiError("ABORTED", INTERRUPTED).rpc_status()
+        self.save()
 
     def service(self, name: str) -> dict[str, Any]:
         return resources.found(self.data["services"], name)
@@ -200,8 +226,14 @@ class RunBackend(CollectionBackend):
         ]
         revision["reconciling"] = False
 
-    def _fail(self, service: dict[str, Any], revision: dict[str, Any], error: ApiError) -> None:
-        reason = (
+    def _fail(
+        self,
+        service: dict[str, Any],
+        revision: dict[str, Any],
+        error: ApiError,
+        reason: str = "",
+    ) -> None:
+        reason = reason or (
             "HEALTH_CHECK_CONTAINER_ERROR"
             if "listen on the port" in error.message
             else "CONTAINER_MISSING"

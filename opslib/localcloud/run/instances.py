@@ -142,6 +142,7 @@ class Instances:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        self.cloud.children.add(process.pid, f"instance of {revision['name'].rsplit('/', 1)[-1]}")
         instance = Instance(revision["name"], process, port, instance_id)
         instance.readers = [
             asyncio.create_task(self._pump(process.stdout, revision, instance, "stdout")),
@@ -282,6 +283,7 @@ class Instances:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
+        self.cloud.children.remove(process.pid)
         await asyncio.gather(*instance.readers, return_exceptions=True)
 
     def scale_in(self, serving: set[str], keep: set[str], idle: float = IDLE_SECONDS) -> int:

@@ -195,6 +195,7 @@ class Runner:
             )
         except OSError as exc:
             return Outcome(127, message=f"{EXITED} {exc}", code=13)
+        self.cloud.children.add(process.pid, f"task {task['index']} of {task['execution']}")
         labels = self._labels(task, attempt)
         readers = [
             asyncio.create_task(self._pump(process.stdout, launch, labels, "stdout")),
@@ -204,6 +205,7 @@ class Runner:
             return await self._wait(process, timeout)
         finally:
             await _terminate(process)  # also when cancelled: no process outlives its attempt
+            self.cloud.children.remove(process.pid)
             await asyncio.gather(*readers, return_exceptions=True)
 
     async def _wait(self, process: asyncio.subprocess.Process, timeout: float) -> Outcome:

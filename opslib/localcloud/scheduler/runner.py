@@ -26,24 +26,11 @@ import aiohttp
 from opslib.localcloud import tokens
 from opslib.localcloud.clock import duration_seconds, parse_rfc3339, rfc3339
 from opslib.localcloud.cloud import Cloud
-from opslib.localcloud.errors import RPC_CODE
+from opslib.localcloud.errors import RPC_CODE, RPC_OF_HTTP
 from opslib.localcloud.scheduler import rules
 from opslib.localcloud.scheduler.jobs import Scheduler
 from opslib.localcloud.schema import b64decode
 
-HTTP_TO_RPC = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Google APIs localcloud serves itself: the Cloud Run Admin API, global or regional.
@@ -222,7 +209,7 @@ class Runner:
             return None, "UNAVAILABLE", f"URL_UNREACHABLE: {exc}"
         if 200 <= status < 300:
             return status, "OK", ""
-        code = HTTP_TO_RPC.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
+        code = RPC_OF_HTTP.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
         return (
             status,
             code,

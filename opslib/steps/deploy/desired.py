@@ -21,6 +21,9 @@ from opslib.spec import rules as g
 from opslib.spec.model import Spec
 
 ROUTES_ANNOTATION = "opslib/routes"  # on each revision template: the paths its source serves
+# Set when step 3 deploys an unchanged template again to repair a service that is not ready:
+# without a change in the template Cloud Run makes no new revision.
+REPAIR_ANNOTATION = "opslib/redeploy"
 HIDDEN = ("env",)
 ROUTES = "routes"
 INVOKERS = "invokers"

@@ -27,6 +27,7 @@ from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.spec.rules import format_duration
 from opslib.steps.deploy.desired import INVOKER, command, invoker_diff, job_diff, members
+from opslib.steps.deploy.live import unready
 from opslib.steps.deploy.service import container, env_flags
 
 
@@ -95,9 +96,15 @@ def plan(spec: Spec, image: str, clients: Clients) -> JobPlan:
     detail = d.detail() or (
         f"Cloud Run job: {spec.job.tasks} task(s), python -m scripts.batch.{spec.job.module}"
     )
+    action, broken = d.action, unready(live)
+    if broken:  # an update that failed or was cut short: deploying it again repairs it
+        detail, action = (
+            f"{broken}; deploys it again; {detail}",
+            d.action.replace("no change", "update"),
+        )
     result = Plan()
     gcloud = gcloud_jobs_deploy(spec, image)
-    result.add(Change("deploy", f"job {spec.job.name}", d.action, d.fields, detail, gcloud))
+    result.add(Change("deploy", f"job {spec.job.name}", action, d.fields, detail, gcloud))
     missing = invoker_diff([_member(spec)], policy).action != "no change"
     result.add(_invoker_change(spec, missing))
     return JobPlan(result, live, desired_job(spec, image), missing)

@@ -18,6 +18,24 @@ def _where(spec: Spec) -> str:
     return f"deploy of {spec.service}"
 
 
+# A terminal condition Google has not filled in says nothing is wrong.
+READY_STATES = ("CONDITION_SUCCEEDED", "STATE_UNSPECIFIED")
+
+
+def unready(service: Any | None) -> str:
+    """Why a live service (or Cloud Run job) is not ready, '' when it is: a rollout that failed
+    or was cut short leaves it so, and deploying the same spec again is what repairs it."""
+    if service is None:
+        return ""
+    condition = service.terminal_condition
+    if condition.state.name in READY_STATES and not service.reconciling:
+        return ""
+    state = condition.state.name.removeprefix("CONDITION_").lower() or "unknown"
+    return (
+        f"not ready ({state}): {condition.message}" if condition.message else f"not ready ({state})"
+    )
+
+
 def status(spec: Spec, clients: Clients) -> pd.DataFrame:
     """Revision, URL and traffic of the live service, as users check after a deploy."""
     service = call(clients.run.get_service, _where(spec), "run", name=names.service(spec))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.spec.pricing import min_instance_cost
 from opslib.steps.deploy import live, preflight
+from opslib.steps.deploy import live as live_state
 from opslib.steps.deploy.build import build
 from opslib.steps.deploy.desired import (
     INVOKER,
     PUBLIC,
+    REPAIR_ANNOTATION,
     ROUTES_ANNOTATION,
     invoker_diff,
     service_diff,
@@ -140,9 +143,10 @@ def plan(
     accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
     checked = preflight.check(spec, service_dir, clients, live)
     d = service_diff(spec, image, checked.new_routes, live)
+    broken = live_state.unready(live)
     result = Plan()
     result.add(_build_change(spec, service_dir, image, live))
-    result.add(_service_change(spec, image, d))
+    result.add(_service_change(spec, image, d, broken))
     have = _invoking(invoker_diff(accounts, policy), accounts)
     public = sorted(have & PUBLIC)
     missing = [a for a in accounts if a not in have]
@@ -152,6 +156,8 @@ def plan(
     for change in checked.changes(spec, prune):
         result.add(change)
     template = desired_template(spec, image, checked.new_routes)
+    if broken and d.action == "no change":  # the same template makes no new revision
+        template["annotations"][REPAIR_ANNOTATION] = str(uuid.uuid4())
     grant = missing or (accounts if public else [])
     return DeployPlan(result, source, image, live, template, grant, public, checked, new_bucket)
 
@@ -182,14 +188,16 @@ def _build_change(spec: Spec, service_dir: Path, image: str, live: Any | None) -
     )
 
 
-def _service_change(spec: Spec, image: str, d: Any) -> Change:
-    """The service's revision: created, updated in the fields that differ, or left alone."""
-    detail = d.detail()
+def _service_change(spec: Spec, image: str, d: Any, broken: str = "") -> Change:
+    """The service's revision: created, updated in the fields that differ, or left alone; a
+    service that is not ready is deployed again, which repairs it."""
+    detail = "; ".join(filter(None, [d.detail(), f"{broken}; deploys it again" if broken else ""]))
+    action = "update" if broken and d.action == "no change" else d.action
     cost = _min_instance_cost(spec)
-    if cost and d.action != "no change":
+    if cost and action != "no change":
         detail = f"{detail}; {cost}" if detail else cost
     gcloud = gcloud_deploy(spec, image)
-    return Change("deploy", f"service {spec.service}", d.action, d.fields, detail, gcloud)
+    return Change("deploy", f"service {spec.service}", action, d.fields, detail, gcloud)
 
 
 def _min_instance_cost(spec: Spec) -> str:

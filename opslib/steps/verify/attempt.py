@@ -48,8 +48,11 @@ def run_now(spec: Spec, clients: Clients) -> scheduler_v1.Job:
     return before
 
 
-def wait_for_attempt(clients: Clients, spec: Spec, previous: Any, progress: bool) -> Any:
-    limit = spec.schedule.attempt_deadline + 60
+def wait_for_attempt(
+    clients: Clients, spec: Spec, previous: Any, progress: bool, extra: float = 0.0
+) -> Any:
+    """The job once an attempt newer than `previous` has ended (`extra`: a retry's backoff)."""
+    limit = spec.schedule.attempt_deadline + 60 + extra
     started, where = time.monotonic(), f"verify {spec.job.name}"
     with tqdm(
         desc=f"run {spec.job.name}",

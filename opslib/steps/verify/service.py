@@ -25,6 +25,9 @@ HINTS = {
     "service (403) — re-run step 3, which grants it",
     "DEADLINE_EXCEEDED": "504/deadline: the job outlived the attempt deadline; raise "
     "schedule.attempt_deadline (and deploy.timeout) or split the job",
+    "UNAVAILABLE": "503: the instance serving the run stopped before it answered (a crash, "
+    "out of memory, or stopped), or no instance could start; the request log line says which, "
+    "and Scheduler retries per schedule.retry",
     "NOT_FOUND": "the job's route is missing on the serving revision (404): the service was "
     "deployed from a folder without it. Redeploy every job of the service from its folder at "
     "once (opslib run with each parameters file of the service --steps 1-3); the doctor's "
@@ -33,21 +36,47 @@ HINTS = {
 
 
 def verify(spec: Spec, clients: Clients, progress: bool = True) -> Verdict:
-    """Run the Scheduler job now and judge that one run of the route from its log lines."""
+    """Run the Scheduler job now and judge that run of the route from its log lines; when an
+    attempt fails and the job retries, Scheduler's retries belong to the same run."""
     before = run_now(spec, clients)
     job = wait_for_attempt(clients, spec, before.last_attempt_time, progress)
-    code = codes.name(job.status.code)
-    started = job.last_attempt_time  # when this attempt started; set once it has ended
+    first = job.last_attempt_time  # when this attempt started; set once it has ended
+    attempts = [(codes.name(job.status.code), job.status.message)]
+    for retry in range(spec.schedule.retry.count):
+        if attempts[-1][0] == "OK":
+            break
+        wait = backoff(spec, retry)
+        job = wait_for_attempt(clients, spec, job.last_attempt_time, progress, extra=wait)
+        attempts.append((codes.name(job.status.code), job.status.message))
     frame = logs.read_logs(
         clients,
         spec,
-        since=started - timedelta(seconds=1),
-        until=started + timedelta(seconds=spec.schedule.attempt_deadline + 5),
+        since=first - timedelta(seconds=1),
+        until=job.last_attempt_time + timedelta(seconds=spec.schedule.attempt_deadline + 5),
     )
-    return _judge(spec, code, job.status.message, frame)
+    return _judge(spec, attempts, frame)
 
 
-def _judge(spec: Spec, code: str, message: str, frame: pd.DataFrame) -> Verdict:
+def backoff(spec: Spec, retry: int) -> float:
+    """Seconds Scheduler waits before retry `retry` (0-based): min_backoff doubled
+    max_doublings times at most, then growing linearly, never above max_backoff (RetryConfig)."""
+    r = spec.schedule.retry
+    doubled = min(retry, r.max_doublings)
+    wait = r.min_backoff * 2**doubled + r.min_backoff * 2**r.max_doublings * (retry - doubled)
+    return float(min(wait, r.max_backoff))
+
+
+def _attempts_text(attempts: list[tuple[str, str]]) -> str:
+    """'OK', or each attempt's code with what it means: 'UNAVAILABLE: ...; retry 1: OK'."""
+    parts = [
+        code if code == "OK" else f"{code}: {HINTS.get(code, message)}"
+        for code, message in attempts
+    ]
+    return "; ".join(text if i == 0 else f"retry {i}: {text}" for i, text in enumerate(parts))
+
+
+def _judge(spec: Spec, attempts: list[tuple[str, str]], frame: pd.DataFrame) -> Verdict:
+    code = attempts[-1][0]
     mine = frame[frame["job"] == spec.job.name] if len(frame) else frame
     done = mine[mine["status"] == "success"] if len(mine) else mine
     failed = mine[mine["status"] == "error"] if len(mine) else mine
@@ -55,17 +84,13 @@ def _judge(spec: Spec, code: str, message: str, frame: pd.DataFrame) -> Verdict:
     processed = (
         pd.to_numeric(done["processed"], errors="coerce").fillna(0).sum() if len(done) else 0
     )
+    skipped = mine[mine["status"] == "skipped"] if len(mine) else mine
+    finished = f"{len(done)} success line(s), {len(failed)} error line(s)"
+    if len(skipped):  # the overlap guard: another run (maybe a dead one) holds the job's lease
+        finished += f"; {len(skipped)} run(s) {skipped.iloc[-1]['message']}"
     checks = [
-        (
-            "scheduler attempt",
-            code if code == "OK" else f"{code}: {HINTS.get(code, message)}",
-            code == "OK",
-        ),
-        (
-            "job finished",
-            f"{len(done)} success line(s), {len(failed)} error line(s)",
-            len(done) > 0 and not len(failed),
-        ),
+        ("scheduler attempt", _attempts_text(attempts), code == "OK"),
+        ("job finished", finished, len(done) > 0 and not len(failed)),
         (
             "job errors",
             f"processed {int(processed)}, errors {errors}",
