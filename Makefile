@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/logs_to_dataframe.py
 	$(BIN)/python benchmarks/end_to_end.py
 	$(BIN)/python benchmarks/fleet_status.py
+	$(BIN)/python benchmarks/alerts_delivery.py
 	$(BIN)/python benchmarks/soak.py
 
 clean:

@@ -5,8 +5,8 @@ Cloud Run job, fires a Scheduler job at the service, keeps secrets with versions
 logs of every kind it writes. Each answer, raw JSON as a client receives it, is checked with
 tests/discovery.py against the response schema of its method in the document
 google-api-python-client ships (run.v2, cloudscheduler.v1, logging.v2, secretmanager.v1,
-cloudbuild.v1, storage.v1): unknown fields, JSON types, int64 as strings, enums, times,
-durations and base64. The last tests plant mistakes in real answers and show each reported.
+cloudbuild.v1, storage.v1, monitoring.v3): unknown fields, JSON types, int64 as strings, enums,
+times, durations and base64. The last tests plant mistakes in real answers and show each reported.
 """
 
 from __future__ import annotations
@@ -349,6 +349,81 @@ def gather_logs(got: Answers) -> list[dict]:
     return answer["entries"]
 
 
+def gather_monitoring(got: Answers) -> None:
+    """Channels and a log-match policy as gcloud sends them, the incident a line opens, deletes."""
+    doc, m, base = "monitoring.v3", "monitoring.projects.", f"/v3/projects/{PROJECT}"
+    channel = got.call(
+        doc,
+        m + "notificationChannels.create",
+        f"{base}/notificationChannels",
+        {
+            "type": "webhook_tokenauth",
+            "displayName": unique("disc-hook"),
+            "labels": {"url": "http://127.0.0.1:9/unused"},
+            "userLabels": {"opslib_job": "disc"},
+        },
+    )
+    got.call(doc, m + "notificationChannels.get", f"/v3/{channel['name']}")
+    got.call(doc, m + "notificationChannels.list", f"{base}/notificationChannels")
+    got.call(
+        doc,
+        m + "notificationChannels.patch",
+        f"/v3/{channel['name']}?updateMask=description",
+        {"description": "patched"},
+        "PATCH",
+    )
+    log = unique("disc-alert")
+    policy = got.call(
+        doc,
+        m + "alertPolicies.create",
+        f"{base}/alertPolicies",
+        {
+            "displayName": log,
+            "combiner": "OR",
+            "severity": "ERROR",
+            "documentation": {
+                "content": "run ${log.extracted_label.run}",
+                "mimeType": "text/markdown",
+            },
+            "conditions": [
+                {
+                    "displayName": "errors",
+                    "conditionMatchedLog": {
+                        "filter": f'logName="projects/{PROJECT}/logs/{log}" AND severity>=ERROR',
+                        "labelExtractors": {"run": "EXTRACT(jsonPayload.run)"},
+                    },
+                }
+            ],
+            "notificationChannels": [channel["name"]],
+            "alertStrategy": {"notificationRateLimit": {"period": "300s"}, "autoClose": "1800s"},
+        },
+    )
+    got.call(doc, m + "alertPolicies.get", f"/v3/{policy['name']}")
+    got.call(doc, m + "alertPolicies.list", f"{base}/alertPolicies")
+    got.call(
+        doc,
+        m + "alertPolicies.patch",
+        f"/v3/{policy['name']}?updateMask=userLabels",
+        {"userLabels": {"team": "ops"}},
+        "PATCH",
+    )
+    entry = {"severity": "ERROR", "jsonPayload": {"run": "r-1", "message": "boom"}}
+    call(
+        "/v2/entries:write",
+        {
+            "logName": f"projects/{PROJECT}/logs/{log}",
+            "resource": {"type": "global"},
+            "entries": [entry],
+        },
+    )
+    alerts = got.call(doc, m + "alerts.list", f"{base}/alerts?filter=state%3D%22OPEN%22")
+    mine = [a for a in alerts["alerts"] if a["policy"]["name"] == policy["name"]]
+    assert len(mine) == 1 and mine[0]["log"]["extractedLabels"] == {"run": "r-1"}
+    got.call(doc, m + "alerts.get", f"/v3/{mine[0]['name']}")
+    got.call(doc, m + "alertPolicies.delete", f"/v3/{policy['name']}", verb="DELETE")
+    got.call(doc, m + "notificationChannels.delete", f"/v3/{channel['name']}", verb="DELETE")
+
+
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory) -> tuple[Answers, list[dict]]:
     folder = tmp_path_factory.mktemp("discovery") / "src"
@@ -363,6 +438,7 @@ def gathered(tmp_path_factory) -> tuple[Answers, list[dict]]:
     gather_scheduler(got, service)
     gather_failures(got, image, service)
     logs = gather_logs(got)
+    gather_monitoring(got)
     got.call(
         "run.v2", "run.projects.locations.services.delete", f"/v2/{service['name']}", verb="DELETE"
     )
@@ -395,6 +471,9 @@ def test_every_answer_fits_googles_discovery_documents(gathered):
         "logging.entries",
         "storage.buckets",
         "storage.objects",
+        "monitoring.projects.notificationChannels",
+        "monitoring.projects.alertPolicies",
+        "monitoring.projects.alerts",
     } <= resources
 
 

@@ -1,4 +1,5 @@
-"""`opslib deploy | schedule | verify | logs | secrets | doctor`: steps 3-5 from the shell."""
+"""`opslib deploy | schedule | verify | logs | secrets | doctor | alerts | status`: the steps
+after 1-2 from the shell."""
 
 from __future__ import annotations
 
@@ -171,6 +172,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if status.healthy(frame) else 1
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Each automation's channels and alert policies made to match its `alerts:` block."""
+    from opslib.steps import alerts
+    from opslib.steps.alerts import probe
+
+    failed = False
+    for session in fleet_from(args, list(args.params)).sessions:
+        if args.test:  # a test notification through every channel, by the real path
+            sent = probe.send_test(session)
+            failed |= bool((sent["result"] != "notified").any())
+            print(f"{session.spec.job.name}:\n{_table(sent)}")
+            continue
+        plan = alerts.alerts(session, dry_run=args.dry_run)
+        print(f"{session.spec.job.name}:\n{_plan_table(plan.to_frame())}")
+    return 1 if failed else 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the step 3-5 commands on the main parser."""
     dep = sub.add_parser("deploy", help="step 3: build with Cloud Build, deploy to Cloud Run")
@@ -223,6 +241,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sec.add_argument("--dry-run", action="store_true", help="show the plan only")
     add_context(sec)
     sec.set_defaults(func=cmd_secrets)
+
+    al = sub.add_parser("alerts", help="Cloud Monitoring: who hears about failed or overrun runs")
+    al.add_argument("params", type=Path, nargs="+", help="PARAMS.yaml files and/or folders")
+    al.add_argument("--dry-run", action="store_true", help="show the plan only")
+    al.add_argument(
+        "--test", action="store_true", help="send a test notification through every channel"
+    )
+    add_context(al)
+    al.set_defaults(func=cmd_alerts)
 
     st = sub.add_parser("status", help="every automation: schedule, last run, drift, health")
     st.add_argument(

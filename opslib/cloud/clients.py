@@ -2,8 +2,9 @@
 
 `gcp`: the official clients with Application Default Credentials and Google's endpoints.
 `local`: the same clients pointed at localcloud's one port with anonymous credentials.
-Every client speaks REST (the Logging client through its JSON API), so both targets take the
-same code path. A session (`opslib.cloud.session`) is the one way to get them: it finds the
+Every client speaks REST (the Logging client through its JSON API) except Monitoring's, which
+has only gRPC: localcloud answers it on the gRPC port its health route names. Both targets take
+the same code path. A session (`opslib.cloud.session`) is the one way to get them: it finds the
 project, starts localcloud when needed and shares one `Clients` per target and project.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from google.cloud import logging as cloud_logging
-    from google.cloud import run_v2, scheduler_v1, secretmanager_v1
+    from google.cloud import monitoring_v3, run_v2, scheduler_v1, secretmanager_v1
     from google.cloud import storage as gcs
     from google.cloud.devtools import cloudbuild_v1
 
@@ -114,3 +115,65 @@ class Clients:
             _use_grpc=False,
             client_options={"api_endpoint": self.endpoint},
         )
+
+    def _grpc_transport(self, transport_cls: Any) -> Any:
+        """Monitoring's client speaks gRPC only: Google's endpoint, or localcloud's gRPC port."""
+        if self.endpoint is None:
+            return None
+        import json
+        import time
+        from urllib.request import urlopen
+
+        import grpc
+
+        deadline = time.monotonic() + 30  # localcloud starts its gRPC face just after it listens
+        while True:
+            with urlopen(f"{self.endpoint}/_localcloud/health", timeout=10) as answer:
+                address = json.loads(answer.read()).get("grpc")
+            if address or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not address:
+            from opslib.core.errors import OpslibError
+
+            raise OpslibError(
+                f"localcloud at {self.endpoint}",
+                "it serves no gRPC, which Cloud Monitoring's client needs",
+                "restart it with this version of opslib: opslib localcloud stop, then rerun",
+            )
+        return transport_cls(channel=grpc.insecure_channel(address))
+
+    @cached_property
+    def alert_policies(self) -> monitoring_v3.AlertPolicyServiceClient:
+        from google.cloud import monitoring_v3
+        from google.cloud.monitoring_v3.services.alert_policy_service.transports import (
+            AlertPolicyServiceGrpcTransport,
+        )
+
+        transport = self._grpc_transport(AlertPolicyServiceGrpcTransport)
+        return monitoring_v3.AlertPolicyServiceClient(transport=transport)
+
+    @cached_property
+    def channels(self) -> monitoring_v3.NotificationChannelServiceClient:
+        from google.cloud import monitoring_v3
+        from google.cloud.monitoring_v3.services.notification_channel_service.transports import (
+            NotificationChannelServiceGrpcTransport,
+        )
+
+        transport = self._grpc_transport(NotificationChannelServiceGrpcTransport)
+        return monitoring_v3.NotificationChannelServiceClient(transport=transport)
+
+    @cached_property
+    def monitoring_http(self) -> tuple[Any, str]:
+        """Monitoring's REST API and its base URL: its incidents (`projects.alerts`) have no
+        method in the Python client, so they are read as JSON."""
+        if self.endpoint is None:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            scope = "https://www.googleapis.com/auth/cloud-platform"
+            credentials, _ = google.auth.default(scopes=[scope])
+            return AuthorizedSession(credentials), "https://monitoring.googleapis.com"
+        import requests
+
+        return requests.Session(), self.endpoint

@@ -30,6 +30,7 @@ ROLES = {
     "secretmanager": "roles/secretmanager.admin",
     "cloudbuild": "roles/cloudbuild.builds.editor",
     "storage": "roles/storage.admin",
+    "monitoring": "roles/monitoring.editor",  # alert policies and notification channels
 }
 _RETRY = "run the step again; if it persists, check https://status.cloud.google.com"
 _GENERIC = {

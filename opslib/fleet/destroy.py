@@ -1,6 +1,7 @@
 """`opslib destroy`: take one automation down without touching the others on its service.
 
-In order, after every check has passed: delete its Scheduler job (so nothing calls the route
+In order, after every check has passed: delete its alert policies and notification channels
+(when its spec has an `alerts:` block), its Scheduler job (so nothing calls the route
 any more), remove its route, index() entry and module from the service folder (libcst, the
 rest byte for byte), then redeploy the service when other jobs remain, or delete the service
 (its IAM bindings go with it) when none remain and `service=True`. Secrets stay unless
@@ -22,6 +23,7 @@ from opslib.spec import names
 from opslib.spec.loader import load_spec
 from opslib.spec.model import Spec
 from opslib.spec.project import params_files
+from opslib.steps import alerts as alerting
 from opslib.steps import schedule as scheduler
 from opslib.steps.deploy import service as cloud_run
 from opslib.steps.deploy.desired import live_routes
@@ -50,6 +52,9 @@ def plan(session: Session, *, service: bool = False, secrets: bool = False) -> T
     """Reads only: the Scheduler job, the folder, the live service and what remains on it."""
     spec, clients = session.spec, session.clients
     result = Plan(list(scheduler.delete(spec, clients, dry_run=True).changes))
+    if spec.alerts is not None:  # its channels and alert policies (found by their labels)
+        gone = alerting.delete(spec, clients, dry_run=True).changes
+        result.changes.extend(c for c in gone if c.action != "no change")
     removal = endpoint_remove.plan_removal(spec.job, session.service_dir)
     result.changes.extend(removal.plan.changes)
     members = fleet.Fleet([session]).service_members(spec.service_key)
@@ -125,6 +130,8 @@ def destroy(
     if dry_run or not teardown.pending:
         return teardown.plan
     spec, clients = session.spec, session.clients
+    if spec.alerts is not None:  # first: no alert about the teardown itself
+        alerting.delete(spec, clients)
     scheduler.delete(spec, clients)
     endpoint_remove.remove_job(spec.job, session.service_dir)
     change = next(c for c in teardown.plan.changes if c.resource == f"service {spec.service}")

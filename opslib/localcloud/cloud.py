@@ -3,7 +3,8 @@ through which one API drives another.
 
 The APIs are packages that never import each other. Where Google's services really depend on
 one another, the dependency is one of the small interfaces below, set on `Cloud` by the server:
-- `logs` (`LogWriter`): Run, Scheduler and Cloud Build write log entries; Logging stores them.
+- `logs` (`LogWriter`): Run, Scheduler and Cloud Build write log entries; Logging stores them;
+  Monitoring watches each stored entry against its log-match conditions.
 - `registry` (`ImageRegistry`): Cloud Build pushes images; Run resolves and runs them.
 - `secrets` (`SecretReader`): Run reads `secretKeyRef` values from Secret Manager.
 - `objects` (`ObjectReader`): Cloud Build reads its source tarball from Cloud Storage.
@@ -14,6 +15,7 @@ localcloud's own Run API.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,9 +26,15 @@ from opslib.localcloud.store import Store
 
 
 class LogWriter(Protocol):
-    """Cloud Logging's write side: store one entry (Logging fills its timestamps and id)."""
+    """Cloud Logging's write side: store one entry (Logging fills its timestamps and id);
+    `watchers` see each entry once stored, `matcher` compiles a filter in Logging's language
+    (Monitoring's log-match conditions use both)."""
+
+    watchers: list[Callable[[dict[str, Any]], None]]
 
     def write(self, entry: dict[str, Any]) -> dict[str, Any]: ...
+
+    def matcher(self, filter_text: str) -> Callable[[dict[str, Any]], bool]: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class Cloud:
     state_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    grpc_port: int = 0  # Monitoring's gRPC face (its official client has no REST transport)
     clock: Clock = field(default_factory=Clock)
     store: Store = field(init=False)
     # The interfaces between APIs (module docstring), set by the server as it registers them.

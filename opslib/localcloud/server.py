@@ -27,6 +27,7 @@ from opslib.localcloud.cloud import Cloud
 from opslib.localcloud.cloudbuild import api as cloudbuild
 from opslib.localcloud.logging import api as logging_api
 from opslib.localcloud.logging.store import LogStore
+from opslib.localcloud.monitoring import api as monitoring_api
 from opslib.localcloud.router import Router
 from opslib.localcloud.run import front as run_front
 from opslib.localcloud.run import jobs_api
@@ -53,12 +54,19 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
         # The processes a killed predecessor on this state left (its work: each backend's _recover).
         for what in children.stop_leftovers(cloud.state_dir):
             print(f"stopped {what}, left running by the previous localcloud", flush=True)
+        monitoring = cloud.services["monitoring"]
+        monitoring.loop = asyncio.get_running_loop()
+        app["grpc"] = _GrpcStarter(cloud, router)
+        app["grpc"].start()  # in a thread: its imports take a second we need not wait for
         await runner.start()
         await run.resume()
-        app["reaper"] = asyncio.create_task(_housekeeping(logs, run))
+        app["reaper"] = asyncio.create_task(_housekeeping(logs, run, monitoring))
 
     async def cleanup(app: web.Application) -> None:
         app["reaper"].cancel()
+        app["grpc"].stop()
+        await cloud.services["monitoring"].sender.close()
+        cloud.services["monitoring"].flush()  # what the last tick did not save
         await runner.stop()
         for service in cloud.services.values():
             close = getattr(service, "close", None)
@@ -69,6 +77,34 @@ def build(cloud: Cloud) -> tuple[web.Application, Router]:
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return app, router
+
+
+class _GrpcStarter(threading.Thread):
+    """Starts Monitoring's gRPC face off the event loop; `/_localcloud/health` names its
+    address once it listens (clients wait for it), and `stop` works at any point."""
+
+    def __init__(self, cloud: Cloud, router: Router) -> None:
+        super().__init__(daemon=True, name="localcloud-grpc")
+        self.cloud, self.router = cloud, router
+        self.front: Any = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from opslib.localcloud.monitoring import grpc_front
+
+        monitoring = self.cloud.services["monitoring"]
+        front = grpc_front.Front(monitoring, monitoring.loop, self.router.calls)
+        front.start()
+        self.front = front
+        if self.stopped.is_set():
+            front.stop()
+            return
+        self.cloud.grpc_port = front.port
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.front is not None:
+            self.front.stop()
 
 
 def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.Runner, RunBackend]:
@@ -86,16 +122,20 @@ def _register(router: Router, cloud: Cloud) -> tuple[LogStore, scheduler_runner.
     run.front = run_front.Front(cloud, run)
     cloud.services["run"] = run
     cloud.services["runjobs"] = jobs_api.register(router, cloud, run)
+    monitoring = cloud.services["monitoring"] = monitoring_api.register(router, cloud)
+    logs.watchers.append(monitoring.observe)
     return logs, runner, run
 
 
-async def _housekeeping(logs: LogStore, run: RunBackend) -> None:
-    """Flush logs to the state file each second; every 5 s stop the instances no one uses
-    (those of revisions without traffic, idle ones of min-0 revisions)."""
+async def _housekeeping(logs: LogStore, run: RunBackend, monitoring: Any) -> None:
+    """Flush logs and close expired incidents each second; every 5 s stop the instances no
+    one uses (those of revisions without traffic, idle ones of min-0 revisions)."""
     tick = 0
     while True:
         await asyncio.sleep(1)
         logs.flush()
+        monitoring.close_expired()
+        monitoring.flush()
         tick += 1
         if tick % 5 == 0:
             run.scale_in()
@@ -115,6 +155,8 @@ def _status_routes(app: web.Application, cloud: Cloud, router: Router, logs: Log
     async def health(_: web.Request) -> web.Response:
         # The state directory lets a second `start` on this port name the command that stops us.
         answer = {"status": "ok", "pid": os.getpid(), "url": cloud.base_url}
+        # Monitoring's official client speaks gRPC only: its address, once it listens.
+        answer["grpc"] = f"{cloud.host}:{cloud.grpc_port}" if cloud.grpc_port else ""
         return web.json_response({**answer, "state": str(cloud.state_dir)})
 
     async def routes(_: web.Request) -> web.Response:
@@ -156,6 +198,7 @@ def _clock_routes(app: web.Application, cloud: Cloud) -> None:
         if seconds < 0:
             return web.json_response({"error": "the clock only moves forward"}, status=400)
         fired = await cloud.services["scheduler_runner"].advance(seconds)
+        cloud.services["monitoring"].close_expired()  # incidents whose autoClose has passed
         return web.json_response({"now": rfc3339(cloud.clock.now()), "fired": fired})
 
     app.router.add_get(f"{CONTROL}/clock", clock)

@@ -6,7 +6,8 @@ Nothing is written here: checking a spec never changes a file or the cloud.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,7 @@ SECRET_KEYS: tuple[Path_, ...] = (
     ("schedule", "headers"),
     ("schedule", "body"),
     ("secrets",),
+    ("alerts", "channels"),  # a webhook URL pasted in place of its secret's name
 )
 
 
@@ -149,6 +151,11 @@ def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[Path_, int]
 
 def _index(node: yaml.Node, key: Path_, lines: dict[Path_, int], path: Path) -> None:
     """Map each key path to its line; a key given twice is an error (PyYAML keeps the last)."""
+    if isinstance(node, yaml.SequenceNode):  # list items by index, as pydantic names them
+        for index, item in enumerate(node.value):
+            lines[(*key, str(index))] = item.start_mark.line + 1
+            _index(item, (*key, str(index)), lines, path)
+        return
     if not isinstance(node, yaml.MappingNode):
         return
     seen: set[str] = set()
@@ -175,9 +182,12 @@ def _line(lines: dict[Path_, int], key: Path_) -> int | None:
 
 def _value_at(data: Any, key: Path_) -> object:
     for part in key:
-        if not isinstance(data, dict) or part not in data:
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif not isinstance(data, dict) or part not in data:
             return MISSING
-        data = data[part]
+        else:
+            data = data[part]
     return data
 
 
@@ -226,6 +236,8 @@ def _known_keys(key: Path_) -> list[str]:
     for part in key:
         field = model.model_fields.get(part) if model else None
         annotation = field.annotation if field else None
+        if get_origin(annotation) in (Union, UnionType):  # `alerts: Alerts | None`
+            annotation = next((a for a in get_args(annotation) if a is not type(None)), None)
         model = (
             annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel)

@@ -27,6 +27,7 @@ from pydantic import (
 
 from opslib.spec import cron, defaults
 from opslib.spec import rules as g
+from opslib.spec.alerts import Alerts
 from opslib.spec.fields import (
     Cpu,
     Duration,
@@ -358,6 +359,7 @@ class Spec(_Model):
     schedule: Schedule
     deploy: Deploy = Field(default_factory=Deploy)
     secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
+    alerts: Alerts | None = None  # who hears about failures (opslib.spec.alerts)
 
     @field_validator("project")
     @classmethod

@@ -83,3 +83,23 @@ def lease_bucket(project_id: str) -> str:
 def short(name: str) -> str:
     """The last segment of a full name: the id people read (fx-rates, batch-service-00002-abc)."""
     return name.rsplit("/", 1)[-1]
+
+
+# Cloud Monitoring: an automation's channels and alert policies carry these user labels, so a
+# plan finds them by label (Monitoring generates their names) and destroy removes only them.
+ALERT_LABELS = ("opslib_job", "opslib_region")
+
+
+def alert_labels(spec: Spec) -> dict[str, str]:
+    """The user labels that say which automation a channel or policy belongs to."""
+    return dict(zip(ALERT_LABELS, (spec.job.name, spec.region), strict=True))
+
+
+def alert_policy(spec: Spec, kind: str) -> str:
+    """The display name of the automation's policy for `kind` (failed, overrun)."""
+    return f"opslib {spec.job.name} ({spec.region}) {kind}"
+
+
+def alert_channel(spec: Spec, key: str) -> str:
+    """The display name of one of the automation's channels (`email ops@example.com`)."""
+    return f"opslib {spec.job.name} ({spec.region}) {key}"

@@ -40,6 +40,10 @@ def summarize(spec: Spec, runs: int = cron.NEXT_RUNS) -> pd.DataFrame:
         ("env", ", ".join(sorted(d.env)) or "-"),
         ("secrets", ", ".join(f"{k} <- {v}" for k, v in sorted(spec.secrets.items())) or "-"),
     ]
+    if spec.alerts is not None:  # where failures go (a webhook by its secret's name only)
+        watched = "failed, overrun" if job.effective_runtime == "service" else "failed"
+        sent = ", ".join(c.key for c in spec.alerts.channels)
+        rows.append(("alerts", f"{watched} -> {sent}"))
     if job.expected_duration is not None:
         rows.insert(8, ("expected duration", format_duration(job.expected_duration)))
     if job.effective_runtime == "job":  # no route: the service's request settings do not apply

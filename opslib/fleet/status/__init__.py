@@ -31,7 +31,9 @@ One row per automation, columns `COLUMNS`:
   by "; " (`drift`): the steps' own diffs, so status and the plans cannot disagree. The
   Scheduler job's fields by update-mask path; the service's (as all its route jobs ask for it:
   `fleet.load.service_spec`) or the Cloud Run job's (`job_spec`) image (the service folder as
-  it is now), routes, resources, env (names only) and secrets; the invoker accounts.
+  it is now), routes, resources, env (names only) and secrets; the invoker accounts;
+- incidents: the automation's open Cloud Monitoring incidents (`failed since ...`, on the
+  job's clock), read with one `alerts.list` per project when some spec has `alerts:`.
 
 Health, one word per row, the worst that applies:
   missing  no Scheduler job, or nothing for it to call: the automation does not run;
@@ -121,6 +123,7 @@ COLUMNS = (
     "errors",
     "revision",
     "drift",
+    "incidents",
 )
 
 

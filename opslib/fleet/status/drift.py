@@ -2,7 +2,8 @@
 
 There is no second diff here: each resource is compared by the step that applies it (the
 Scheduler job by `steps.schedule.desired.job_diff`, the service by
-`steps.deploy.desired.service_diff`, a Cloud Run job by `steps.deploy.desired.job_diff`),
+`steps.deploy.desired.service_diff`, a Cloud Run job by `steps.deploy.desired.job_diff`, the
+alert channels and policies by `steps.alerts.plan`),
 from the same desired state step 3 deploys (`fleet.load.service_spec`, `job_spec`). The image
 is the tag of the service folder as it is now, so an edit not yet deployed is drift too; the
 routes the source serves are parsed only when that tag differs from the live one (the same
@@ -82,3 +83,16 @@ def job_drift(spec: Spec, service_url: str | None, job: Any) -> list[str]:
     if job is None:
         return []
     return texts(scheduler_diff(spec, service_url, job))
+
+
+def alerts_drift(session: Any, channels: list[Any], policies: list[Any]) -> list[str]:
+    """What `opslib alerts` would change now, one `resource: action (fields)` each."""
+    from opslib.steps import alerts
+
+    spec = session.spec
+    found = alerts.mine(spec, channels, policies)
+    planned = alerts.plan(spec, session.clients, alerts.doctor_command(session), found)
+    return [
+        f"{c.resource}: {c.action}" + (f" ({c.detail})" if c.detail else "")
+        for c in planned.plan.pending
+    ]

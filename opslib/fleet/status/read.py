@@ -16,6 +16,7 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from opslib.cloud.errors import translate
+from opslib.core.errors import OpslibError
 from opslib.fleet.status.runs import Key, keep, key_of
 from opslib.spec import names
 from opslib.steps import logs
@@ -43,6 +44,10 @@ class Live:
     run_jobs: dict[str, Any] = field(default_factory=dict)  # Cloud Run jobs (runtime: job)
     policies: dict[str, Any] = field(default_factory=dict)  # IAM policy of each (None: absent)
     runs: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)  # end lines, newest first
+    # Open Monitoring incidents by (job, region), read only when some spec has `alerts:`.
+    incidents: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # Monitoring's channels and policies of each (target, project) a spec with `alerts:` uses.
+    monitoring: dict[tuple[str, str], tuple[list[Any], list[Any]]] = field(default_factory=dict)
 
 
 def read_live(fleet: Fleet, since: datetime) -> Live:
@@ -68,6 +73,10 @@ def read_live(fleet: Fleet, since: datetime) -> Live:
     for sessions in targets.values():
         clients = sessions[0].clients
         calls.append(("runs", partial(read_runs, clients, [s.spec for s in sessions], since)))
+    watched = {(s.spec.target, s.spec.project): s for s in fleet.sessions if s.spec.alerts}
+    for (target, project), session in watched.items():
+        calls.append(("incidents", partial(read_incidents, session.clients, project)))
+        calls.append(("monitoring", partial(_monitoring, session, target)))
     built: dict[int, tuple[Clients, set[str]]] = {}
     for clients, runtimes in locations.values():  # one Clients may serve several locations
         built.setdefault(id(clients), (clients, set()))[1].update(runtimes)
@@ -202,3 +211,42 @@ def read_runs(clients: Clients, specs: Sequence[Spec], since: datetime) -> dict[
             break
         body = {**body, "pageToken": token}
     return newest
+
+
+def read_incidents(
+    clients: Clients, project: str, state: str | None = "OPEN"
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The project's incidents (Monitoring's `projects.alerts`; open ones unless `state` is
+    None), by (job, region) from the user labels step `alerts` puts on its policies."""
+    session, base = clients.monitoring_http
+    url = f"{base}/v3/{names.project_of(project)}/alerts"
+    params: dict[str, Any] = {"pageSize": 1000}
+    if state:
+        params["filter"] = f'state="{state}"'
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    while True:
+        answer = session.get(url, params=params, timeout=30)
+        body = answer.json() if answer.content else {}
+        if answer.status_code != 200:
+            message = body.get("error", {}).get("message", answer.reason)
+            raise OpslibError(
+                f"status: incidents of {project}",
+                f"{answer.status_code}: {message}",
+                "grant roles/monitoring.viewer on the project, or check the target",
+            )
+        for alert in body.get("alerts", []):
+            labels = alert.get("policy", {}).get("userLabels", {})
+            job, region = (labels.get(k) for k in names.ALERT_LABELS)
+            if job and region:
+                found.setdefault((job, region), []).append(alert)
+        if not body.get("nextPageToken"):
+            return found
+        params["pageToken"] = body["nextPageToken"]
+
+
+def _monitoring(session: Session, target: str) -> dict[tuple[str, str], Any]:
+    """The channels and policies of a watched automation's project, for the alerts drift."""
+    from opslib.steps import alerts
+
+    spec = session.spec
+    return {(target, spec.project): alerts.read_project(spec, session.clients)}

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from opslib.fleet.status.drift import Folder, job_drift, run_job_drift, service_drift
+from opslib.fleet.status.drift import (
+    Folder,
+    alerts_drift,
+    job_drift,
+    run_job_drift,
+    service_drift,
+)
 from opslib.fleet.status.runs import key_of, run_columns
 from opslib.spec import cron, defaults, names
 from opslib.spec import cron_report as cron_view
@@ -102,6 +108,9 @@ def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str
     state = "missing" if job is None or not target.exists else _state(job)
     ko, en = describe(expr)
     drift = [*job_drift(spec, target.url, job), *target.drift]
+    if spec.alerts is not None:  # what `opslib alerts` would change, from its own plan
+        found = live.monitoring.get((spec.target, spec.project), ([], []))
+        drift += alerts_drift(session, *found)
     last_attempt = job.last_attempt_time if job is not None else None
     run = run_columns(live.runs.get(key_of(spec), []))
     row = {
@@ -117,12 +126,23 @@ def automation_row(session: Session, shared: ServiceRow, live: Live) -> dict[str
         "last_status": last_status(job),
         "revision": target.revision,
         "drift": "; ".join(drift),
+        "incidents": incidents(live.incidents.get((spec.job.name, spec.region), []), zone),
         **run,
         "last_run": _local(run["last_run"], zone),
     }
     attempt_failed = last_attempt is not None and job.status.code != 0  # type: ignore[union-attr]
     row["health"] = health(row, attempt_failed or target.failed)
     return row
+
+
+def incidents(alerts: list[dict[str, Any]], zone: str) -> str:
+    """Open incidents as `failed since 2026-12-08 09:00 KST`, on the job's clock."""
+    parts = []
+    for alert in sorted(alerts, key=lambda a: a.get("openTime", "")):
+        kind = alert.get("policy", {}).get("userLabels", {}).get("opslib_alert", "alert")
+        since = _local(pd.Timestamp(alert["openTime"]).to_pydatetime(), zone)
+        parts.append(f"{kind} since {since.strftime('%Y-%m-%d %H:%M %Z')}")
+    return "; ".join(parts)
 
 
 def health(row: dict[str, Any], attempt_failed: bool) -> str:

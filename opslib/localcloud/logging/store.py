@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +52,14 @@ class LogStore:
                         continue  # a torn or foreign line must not keep localcloud from starting
         self._file = self.path.open("a")
         self.write_failed = False
+        self.watchers: list[Callable[[dict[str, Any]], None]] = []
+
+    def matcher(self, filter_text: str) -> Callable[[dict[str, Any]], bool]:
+        """A filter compiled once (INVALID_ARGUMENT naming the problem if it cannot be read)."""
+        try:
+            return compile_filter(filter_text)
+        except FilterError as exc:
+            raise invalid(str(exc), "filter") from None
 
     def _insert(self, entry: dict[str, Any], nanos: int | None = None) -> None:
         entry["_ts"] = timestamp_nanos(entry["timestamp"]) if nanos is None else nanos
@@ -87,6 +96,8 @@ class LogStore:
         except OSError:  # a full buffer met a full disk: kept in memory, said once (`flush`)
             self.flush()
         self._insert(entry, nanos)
+        for watch in self.watchers:
+            watch(entry)
         return entry
 
     def page(
