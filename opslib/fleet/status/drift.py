@@ -21,7 +21,7 @@ from opslib.core.plan import Diff
 from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.steps.deploy import desired as deploy
-from opslib.steps.deploy.source import pack, source_routes
+from opslib.steps.deploy.source import source_routes, tag_of
 from opslib.steps.schedule.desired import job_diff as scheduler_diff
 
 
@@ -36,7 +36,7 @@ class Folder:
         """The packed folder's tag; None when there is no folder to ship."""
         if not (self.path / "Dockerfile").is_file():
             return None
-        return pack(self.path).tag
+        return tag_of(self.path)
 
     @cached_property
     def routes(self) -> list[str]:

@@ -6,6 +6,7 @@ service already runs, and the plan says "no change" without building.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -29,6 +30,29 @@ class Source:
 
 def pack(service_dir: Path) -> Source:
     """tar.gz of the folder minus .gcloudignore, byte-identical for identical content."""
+    raw = _tar(service_dir)
+    return Source(gzip.compress(raw, mtime=0), _tag(raw))
+
+
+def tag_of(service_dir: Path) -> str:
+    """`pack(service_dir).tag`, packed again only when a file's size or mtime changed since the
+    last call in this process: `opslib status` asks for every service on every call."""
+    files = sorted(p for p in Path(service_dir).rglob("*") if p.is_file())
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _cached_tag(str(service_dir), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_tag(service_dir: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    return _tag(_tar(Path(service_dir)))
+
+
+def _tag(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _tar(service_dir: Path) -> bytes:
+    """The uncompressed, deterministic tar of what step 3 ships (the tag hashes it)."""
     ignore_file = service_dir / ".gcloudignore"
     lines = ignore_file.read_text().splitlines() if ignore_file.exists() else []
     spec = pathspec.GitIgnoreSpec.from_lines([*lines, ".git/", "__pycache__/"])
@@ -41,9 +65,7 @@ def pack(service_dir: Path) -> Source:
             info = tarfile.TarInfo(relative)
             info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
             archive.addfile(info, io.BytesIO(path.read_bytes()))
-    raw = buffer.getvalue()
-    data = gzip.compress(raw, mtime=0)
-    return Source(data, hashlib.sha256(raw).hexdigest()[:16])
+    return buffer.getvalue()
 
 
 def image_for(spec: Spec, source: Source) -> str:
