@@ -51,37 +51,51 @@ GOAL_SECONDS, GOAL_RATIO = 2.0, 1.5
 STATUS, FLOOR, COLD = "status", "floor", "status, cron cache cleared"
 
 
-def write_project(root: Path, jobs: int) -> Path:
-    """A project folder: service/ and one parameters file per job, half on each service."""
+def status_job(i: int, base: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Job i of this benchmark's fleet: half on each service, five crons, three zones."""
+    service = SERVICES[i % 2]
+    return f"job-{i:03d}", {
+        **base,
+        "service": service,
+        "service_dir": f"services/{service}",
+        "job": {"name": f"job-{i:03d}", "description": f"benchmark job {i}"},
+        "schedule": {
+            **base["schedule"],
+            "cron": CRONS[i % len(CRONS)],
+            "time_zone": ZONES[i % len(ZONES)],
+        },
+        "deploy": {**base["deploy"], "min_instances": 0},
+    }
+
+
+def write_project(
+    root: Path, jobs: int, job: Callable[[int, dict[str, Any]], tuple[str, dict]] = status_job
+) -> Path:
+    """A project folder: service/ and one parameters file per job (`job` gives its name and
+    data from the example's)."""
     shutil.copytree(ROOT / "service", root / "service", ignore=shutil.ignore_patterns("__py*"))
     folder = root / "parameters"
     folder.mkdir()
     base = yaml.safe_load((ROOT / "parameters" / "example.yaml").read_text())
     for i in range(jobs):
-        service = SERVICES[i % 2]
-        data = {
-            **base,
-            "service": service,
-            "service_dir": f"services/{service}",
-            "job": {"name": f"job-{i:03d}", "description": f"benchmark job {i}"},
-            "schedule": {
-                **base["schedule"],
-                "cron": CRONS[i % len(CRONS)],
-                "time_zone": ZONES[i % len(ZONES)],
-            },
-            "deploy": {**base["deploy"], "min_instances": 0},
-        }
-        (folder / f"job-{i:03d}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        name, data = job(i, base)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return folder
 
 
-def set_up(folder: Path) -> Fleet:
-    """Steps 1-4 for every job, then each job run once through Scheduler."""
+def deployed(folder: Path) -> Fleet:
+    """Steps 1-4 for every job of the folder, through the fleet steps."""
     fleet = open_fleet(folder)
     fleet_steps.write_functions(fleet)
     fleet_steps.patch_endpoints(fleet)
     fleet_steps.deploy(fleet, progress=False)
     fleet_steps.schedule(fleet)
+    return fleet
+
+
+def set_up(folder: Path) -> Fleet:
+    """Steps 1-4 for every job, then each job run once through Scheduler."""
+    fleet = deployed(folder)
     scheduler = fleet.sessions[0].clients.scheduler
     names = [job_path(s.spec) for s in fleet.sessions]
     before = {n: scheduler.get_job(name=n).last_attempt_time for n in names}

@@ -26,20 +26,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import yaml
-from fleet_status import advance, wait_attempts
+from fleet_status import advance, deployed, wait_attempts, write_project
 from google.cloud import run_v2
 
-from opslib.fleet import steps as fleet_steps
-from opslib.fleet.load import Fleet, open_fleet
+from opslib.fleet.load import Fleet
 from opslib.localcloud import control
 from opslib.spec import names
 
@@ -51,31 +49,15 @@ RSS_PER_ENTRY = 4096
 SERVICE = "soak-service"
 
 
-def write_project(root: Path, jobs: int) -> Path:
-    shutil.copytree(ROOT / "service", root / "service", ignore=shutil.ignore_patterns("__py*"))
-    folder = root / "parameters"
-    folder.mkdir()
-    base = yaml.safe_load((ROOT / "parameters" / "example.yaml").read_text())
-    for i in range(jobs):
-        data = {
-            **base,
-            "service": SERVICE,
-            "service_dir": f"services/{SERVICE}",
-            "job": {"name": f"soak-{i:02d}", "description": f"soak job {i}"},
-            "schedule": {**base["schedule"], "cron": CRON, "time_zone": "Etc/UTC"},
-            "deploy": {**base["deploy"], "min_instances": 0},
-        }
-        (folder / f"soak-{i:02d}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return folder
-
-
-def set_up(folder: Path) -> Fleet:
-    fleet = open_fleet(folder)
-    fleet_steps.write_functions(fleet)
-    fleet_steps.patch_endpoints(fleet)
-    fleet_steps.deploy(fleet, progress=False)
-    fleet_steps.schedule(fleet)
-    return fleet
+def soak_job(i: int, base: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return f"soak-{i:02d}", {
+        **base,
+        "service": SERVICE,
+        "service_dir": f"services/{SERVICE}",
+        "job": {"name": f"soak-{i:02d}", "description": f"soak job {i}"},
+        "schedule": {**base["schedule"], "cron": CRON, "time_zone": "Etc/UTC"},
+        "deploy": {**base["deploy"], "min_instances": 0},
+    }
 
 
 def process(pid: int) -> dict[str, int]:
@@ -151,7 +133,9 @@ def main() -> int:
         running = control.start(state, port=0)
         os.environ["OPSLIB_LOCALCLOUD_URL"] = running.url
         try:
-            return soak(running, set_up(write_project(Path(tmp) / "project", args.jobs)), args)
+            return soak(
+                running, deployed(write_project(Path(tmp) / "project", args.jobs, soak_job)), args
+            )
         finally:
             control.stop(state)
 
