@@ -19,7 +19,7 @@ from opslib.core.display import Banner, banner
 STEPS = {
     "01": ("write functions", "step 2, 02_patch_endpoint: add the route"),
     "02": ("patch endpoint", "step 3, 03_deploy: build and deploy"),
-    "03": ("deploy", "step 4, 04_schedule: create the Scheduler job"),
+    "03": ("deploy", "step 4, 04_schedule: schedule the job on its cron"),
     "04": ("schedule", "step 5, 05_verify: run it now and read its logs"),
     "06": ("secrets", "step 3, 03_deploy: mount them on the service"),
     "07": ("doctor", "apply each fix with the command it names, then 05_verify"),
