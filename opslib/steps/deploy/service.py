@@ -31,7 +31,6 @@ from opslib.spec import names
 from opslib.spec.model import Spec
 from opslib.spec.pricing import min_instance_cost
 from opslib.steps.deploy import live, preflight
-from opslib.steps.deploy import live as live_state
 from opslib.steps.deploy.build import build
 from opslib.steps.deploy.desired import (
     INVOKER,
@@ -41,6 +40,7 @@ from opslib.steps.deploy.desired import (
     invoker_diff,
     service_diff,
 )
+from opslib.steps.deploy.live import unready
 from opslib.steps.deploy.source import Source, image_for, pack
 
 __all__ = ["INVOKER", "DeployPlan", "Source", "build", "deploy", "image_for", "pack", "plan"]
@@ -143,7 +143,7 @@ def plan(
     accounts = [f"serviceAccount:{a}" for a in (invokers or [spec.invoker_account])]
     checked = preflight.check(spec, service_dir, clients, live)
     d = service_diff(spec, image, checked.new_routes, live)
-    broken = live_state.unready(live)
+    broken = unready(live)
     result = Plan()
     result.add(_build_change(spec, service_dir, image, live))
     result.add(_service_change(spec, image, d, broken))

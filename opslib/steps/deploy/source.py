@@ -37,8 +37,8 @@ def pack(service_dir: Path) -> Source:
 def tag_of(service_dir: Path) -> str:
     """`pack(service_dir).tag`, packed again only when a file's size or mtime changed since the
     last call in this process: `opslib status` asks for every service on every call."""
-    files = sorted(p for p in Path(service_dir).rglob("*") if p.is_file())
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    stats = sorted((str(p), p.stat()) for p in Path(service_dir).rglob("*") if p.is_file())
+    stamp = tuple((path, stat.st_size, stat.st_mtime_ns) for path, stat in stats)
     return _cached_tag(str(service_dir), stamp)
 
 
